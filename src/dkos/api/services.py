@@ -1,0 +1,23 @@
+"""What the API's routes need from the running server, handed over as one object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dkos.apps.store import AppStore
+from dkos.core.events import EventBus
+from dkos.core.settings import Settings
+from dkos.iam.tokens import TokenStore
+from dkos.orchestration.instances import InstanceStore
+from dkos.orchestration.reconciler import Reconciler
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    server_id: str
+    apps: AppStore
+    instances: InstanceStore
+    tokens: TokenStore
+    bus: EventBus
+    reconciler: Reconciler

@@ -1,0 +1,55 @@
+"""Server settings: every timeout, interval, limit and backoff is a field here, not a literal.
+
+Read from the environment with the `DKOS_` prefix (e.g. `DKOS_RESYNC_INTERVAL=5`) and from
+the `dkos server` flags. Spec-level defaults (health check timings, restart backoff) live
+with the spec in `apps/spec.py`, since users set them per app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DKOS_", extra="ignore")
+
+    data_dir: Path = Field(Path(".dkos"), description="Where state, the admin token and the server id live.")
+    listen: str = Field("127.0.0.1:7700", description="HOST:PORT the API listens on.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default is the SQLite file <data_dir>/dkos.db."
+    )
+    docker_url: str | None = Field(None, description="Docker Engine API URL; default DOCKER_HOST or the local socket.")
+
+    resync_interval: float = Field(10.0, description="Seconds between full reconciles of every app.")
+    engine_ping_interval: float = Field(2.0, description="Seconds between engine liveness checks.")
+    reconcile_workers: int = Field(8, description="Apps reconciled at the same time.")
+    start_concurrency: int = Field(4, description="Containers one app starts at the same time.")
+
+    backoff_reset_after: float = Field(
+        600.0, description="Seconds an instance must stay healthy before its slot's restart backoff is forgotten."
+    )
+    deploy_failure_threshold: int = Field(
+        3, description="Failed starts of the new version in one slot after which a deployment is marked failed."
+    )
+    orphan_grace: float = Field(
+        30.0, description="Seconds a labelled container nothing tracks may live before the sweeper removes it."
+    )
+
+    log_max_size: str = Field("10m", description="Engine-side json-file rotation: size of one file.")
+    log_max_files: int = Field(3, description="Engine-side json-file rotation: files kept per container.")
+
+    events_kept: int = Field(10_000, description="Stored events kept for replay; older ones are pruned.")
+    instances_kept_per_app: int = Field(50, description="Stopped or failed instances kept per app for history.")
+    sse_keepalive: float = Field(15.0, description="Seconds of silence after which an event stream sends a comment.")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'dkos.db'}"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host or "127.0.0.1", int(port)

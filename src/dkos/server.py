@@ -1,0 +1,107 @@
+"""`dkos server`: one asyncio process that serves the API and runs the loops.
+
+Subsystems start in order and stop in reverse (database → events → reconciler → API).
+SIGTERM or SIGINT stops the API (bounded wait for open requests), ends event streams,
+and stops the loops; running instances keep running — the control plane is not the
+data plane — and the next start adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import dkos
+from dkos.api.app import create_app
+from dkos.api.services import Services
+from dkos.apps.store import AppStore
+from dkos.core import db
+from dkos.core.events import EventBus
+from dkos.core.settings import Settings
+from dkos.engines.docker import DockerEngine
+from dkos.iam.tokens import TokenStore
+from dkos.orchestration.instances import InstanceStore
+from dkos.orchestration.reconciler import Reconciler
+
+log = logging.getLogger("dkos")
+
+
+async def server_identity(engine: AsyncEngine) -> str:
+    """A stable id for this control plane, put on every container it owns, so two servers
+    sharing one Docker engine never adopt or sweep each other's containers."""
+    async with engine.begin() as conn:
+        found = await conn.scalar(sa.select(db.meta.c.value).where(db.meta.c.key == "server_id"))
+        if found is not None:
+            return str(found)
+        server_id = uuid.uuid4().hex[:16]
+        await conn.execute(db.meta.insert().values(key="server_id", value=server_id))
+        return server_id
+
+
+class _Server(uvicorn.Server):
+    """Ends the event streams when shutdown begins, so open SSE clients do not hold it up."""
+
+    def __init__(self, config: uvicorn.Config, bus: EventBus) -> None:
+        super().__init__(config)
+        self._bus = bus
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._bus.close()
+        await super().shutdown(sockets)
+
+
+async def serve(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    async with db.open_database(settings.db_url) as engine:
+        apps = AppStore(engine)
+        await apps.ensure_project("default", "created at first start")
+        server_id = await server_identity(engine)
+        tokens = TokenStore(engine)
+        token_file = await tokens.ensure_admin(settings.data_dir)
+        log.info("admin token in %s", token_file.resolve())
+        bus = EventBus(engine)
+        docker = DockerEngine(settings.docker_url)
+        instances = InstanceStore(engine)
+        try:
+            async with Reconciler(
+                settings=settings, apps=apps, instances=instances, engine=docker, bus=bus, owner=server_id
+            ) as reconciler:
+                services = Services(
+                    settings=settings,
+                    server_id=server_id,
+                    apps=apps,
+                    instances=instances,
+                    tokens=tokens,
+                    bus=bus,
+                    reconciler=reconciler,
+                )
+                host, port = settings.host_port
+                config = uvicorn.Config(
+                    create_app(services),
+                    host=host,
+                    port=port,
+                    log_level="warning",
+                    lifespan="off",
+                    timeout_graceful_shutdown=5,
+                )
+                log.info("dkos %s API on http://%s:%d (server id %s)", dkos.__version__, host, port, server_id)
+                await _Server(config, bus).serve()
+                log.info("stopping: loops end, instances keep running")
+        finally:
+            await docker.close()
+
+
+def run(*, data_dir: Path, listen: str) -> None:
+    logging.basicConfig(
+        level=os.environ.get("DKOS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(Settings(data_dir=data_dir, listen=listen)))
