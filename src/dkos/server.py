@@ -9,10 +9,13 @@ data plane — and the next start adopts them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -47,11 +50,28 @@ async def server_identity(engine: AsyncEngine) -> str:
 
 
 class _Server(uvicorn.Server):
-    """Ends the event streams when shutdown begins, so open SSE clients do not hold it up."""
+    """Ends the event streams when shutdown begins, so open SSE clients do not hold it up.
+
+    Signals are ours, not uvicorn's: its handler re-raises SIGTERM after shutdown, which
+    would make a clean stop exit with -15 instead of 0."""
 
     def __init__(self, config: uvicorn.Config, bus: EventBus) -> None:
         super().__init__(config)
         self._bus = bus
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._request_exit)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def _request_exit(self) -> None:
+        self.should_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._bus.close()

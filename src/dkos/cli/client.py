@@ -34,7 +34,7 @@ JSON = dict[str, Any]
 """One API object (App, Instance, Deployment, Version, Event), exactly as the server sent it."""
 
 DEFAULT_TIMEOUT = 10.0
-"""Seconds for one ordinary request; every API call answers from the database, never waits on the engine."""
+"""Seconds for one ordinary request: the API answers from its database, not the engine."""
 
 STREAM_READ_TIMEOUT = 45.0
 """Seconds of silence after which a followed event stream counts as dead: the server
@@ -134,7 +134,7 @@ class Client:
     # -- apps --------------------------------------------------------------------------
 
     def deploy(self, spec_text: str, *, content_type: str) -> DeployResult:
-        """`POST /v1/apps` with the spec file's text as it is, so the server sees what the user wrote."""
+        """`POST /v1/apps` with the spec file's text as written: dkos keeps what the user wrote."""
         response = self._send(
             "POST", "/v1/apps", content=spec_text.encode(), headers={"Content-Type": content_type}
         )
@@ -154,7 +154,10 @@ class Client:
     def scale(self, app: str, project: str, instances: int) -> JSON:
         """`POST /v1/apps/{app}/scale` → `{"app": App, "deployment": Deployment}`."""
         return self._json(
-            "POST", _app_path(app, "scale"), params={"project": project}, json={"instances": instances}
+            "POST",
+            _app_path(app, "scale"),
+            params={"project": project},
+            json={"instances": instances},
         )
 
     def restart(self, app: str, project: str) -> JSON:
@@ -164,7 +167,9 @@ class Client:
         return self._json("DELETE", _app_path(app), params={"project": project})
 
     def versions(self, app: str, project: str) -> list[JSON]:
-        return list(self._json("GET", _app_path(app, "versions"), params={"project": project})["versions"])
+        return list(
+            self._json("GET", _app_path(app, "versions"), params={"project": project})["versions"]
+        )
 
     def instances(self, app: str, project: str, *, include_ended: bool = False) -> list[JSON]:
         """Live instances, or with `include_ended` the stopped and failed ones too."""
@@ -175,7 +180,9 @@ class Client:
 
     def deployments(self, app: str, project: str) -> list[JSON]:
         return list(
-            self._json("GET", _app_path(app, "deployments"), params={"project": project})["deployments"]
+            self._json("GET", _app_path(app, "deployments"), params={"project": project})[
+                "deployments"
+            ]
         )
 
     def deployment(self, deployment_id: str) -> JSON:
@@ -238,8 +245,12 @@ class Client:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.UnsupportedProtocol):
             return Unreachable(self.base_url, str(exc) or type(exc).__name__)
         if isinstance(exc, httpx.TimeoutException):
-            return ConnectionLost(f"dkos at {self.base_url} did not answer in time ({type(exc).__name__})")
-        return ConnectionLost(f"the connection to dkos at {self.base_url} failed: {exc or type(exc).__name__}")
+            return ConnectionLost(
+                f"dkos at {self.base_url} did not answer in time ({type(exc).__name__})"
+            )
+        return ConnectionLost(
+            f"the connection to dkos at {self.base_url} failed: {exc or type(exc).__name__}"
+        )
 
 
 def _app_path(app: str, *rest: str) -> str:
@@ -252,7 +263,8 @@ def _body(response: httpx.Response) -> JSON:
         body = response.json()
     except ValueError as exc:
         raise ClientError(
-            f"dkos answered {response.status_code} with something that is not JSON: {response.text[:200]!r}"
+            f"dkos answered {response.status_code} with something that is not JSON: "
+            f"{response.text[:200]!r}"
         ) from exc
     if not isinstance(body, dict):
         raise ClientError(f"dkos answered {response.status_code} with JSON that is not an object")
@@ -285,9 +297,13 @@ def _event(message: sse.Message) -> JSON:
     try:
         event = json.loads(message.data)
     except ValueError as exc:
-        raise ClientError(f"dkos sent an event whose data is not JSON: {message.data[:200]!r}") from exc
+        raise ClientError(
+            f"dkos sent an event whose data is not JSON: {message.data[:200]!r}"
+        ) from exc
     if not isinstance(event, dict):
-        raise ClientError(f"dkos sent an event whose data is not a JSON object: {message.data[:200]!r}")
+        raise ClientError(
+            f"dkos sent an event whose data is not a JSON object: {message.data[:200]!r}"
+        )
     # The SSE fields are the fallback: the data object is what docs/api.md promises.
     event.setdefault("id", message.id)
     event.setdefault("type", message.event)

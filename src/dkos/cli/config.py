@@ -59,7 +59,8 @@ def normalize_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise errors.Failure(
-            f"not a server URL: {url!r} (expected e.g. http://127.0.0.1:7700)", errors.ExitCode.INVALID
+            f"not a server URL: {url!r} (expected e.g. http://127.0.0.1:7700)",
+            errors.ExitCode.INVALID,
         )
     return url
 
@@ -71,7 +72,9 @@ def load(path: Path) -> Login | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise errors.Failure(f"cannot read {path}: {exc.strerror}", errors.ExitCode.INVALID) from exc
+        raise errors.Failure(
+            f"cannot read {path}: {exc.strerror}", errors.ExitCode.INVALID
+        ) from exc
     try:
         data = json.loads(text)
         return Login(url=str(data["url"]), token=str(data["token"]))
@@ -108,7 +111,9 @@ def resolve(env: Mapping[str, str], *, cwd: Path) -> Target:
     if token is None and saved is not None and saved.url == url:
         token = saved.token
     if token is None and _is_loopback(url):
-        token = _read_admin_token(cwd / (env.get("DKOS_DATA_DIR") or DEFAULT_DATA_DIR) / ADMIN_TOKEN_FILE)
+        token = _read_admin_token(
+            cwd / (env.get("DKOS_DATA_DIR") or DEFAULT_DATA_DIR) / ADMIN_TOKEN_FILE
+        )
     return Target(url=url, token=token)
 
 

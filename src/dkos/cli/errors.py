@@ -35,7 +35,7 @@ class ExitCode(enum.IntEnum):
 
 
 class Failure(Exception):
-    """Raised by commands for a failure found by the CLI itself; the message says what to do next."""
+    """Raised by commands for a failure the CLI finds itself; the message says what to do next."""
 
     def __init__(self, message: str, exit_code: ExitCode = ExitCode.FAILED) -> None:
         super().__init__(message)
@@ -78,7 +78,7 @@ def _describe_api_error(exc: client.ApiError) -> Report:
         return Report([exc.message], ExitCode.NOT_FOUND)
     if exc.status == 503:
         return Report(
-            [f"{exc.message} (dkos keeps serving and reconnects to the engine by itself; retry shortly)"],
+            [f"{exc.message} (dkos reconnects to the engine by itself; retry shortly)"],
             ExitCode.FAILED,
         )
     return Report([f"{exc.message} ({exc.status} {exc.error})"], ExitCode.FAILED)

@@ -28,7 +28,7 @@ CONTAINER_ID_LENGTH = 12
 """As `docker ps` shows it: enough to be unique on a host and to paste into `docker logs`."""
 
 
-class Format(str, enum.Enum):
+class Format(enum.StrEnum):
     TABLE = "table"
     JSON = "json"
 
@@ -132,7 +132,16 @@ def _age(now: float, since: float | None) -> Text:
 
 def apps_table(apps: Sequence[Mapping[str, Any]], *, now: float) -> Table:
     table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "PROJECT", "VERSION", "STATE", "HEALTHY", "IMAGE", "DEPLOYMENT", "UPDATED"):
+    for column in (
+        "NAME",
+        "PROJECT",
+        "VERSION",
+        "STATE",
+        "HEALTHY",
+        "IMAGE",
+        "DEPLOYMENT",
+        "UPDATED",
+    ):
         table.add_column(column, no_wrap=column in ("NAME", "PROJECT"))
     for app in apps:
         counts = app.get("counts") or {}
@@ -172,9 +181,15 @@ def app_detail(app: Mapping[str, Any], *, now: float) -> RenderableType:
     summary.add_row("updated", Text(format_time(app.get("updated_at"))))
     parts: list[RenderableType] = [summary, Text("")]
     instances = app.get("instances") or []
-    parts.append(instances_table(instances, now=now) if instances else Text("no live instances", style="dim"))
+    parts.append(
+        instances_table(instances, now=now) if instances else Text("no live instances", style="dim")
+    )
     if app.get("spec") is not None:
-        parts += [Text(""), Text("spec:", style="bold"), Text(yaml.safe_dump(app["spec"], sort_keys=False).rstrip())]
+        parts += [
+            Text(""),
+            Text("spec:", style="bold"),
+            Text(yaml.safe_dump(app["spec"], sort_keys=False).rstrip()),
+        ]
     return Group(*parts)
 
 

@@ -28,7 +28,7 @@ class SpecFile:
 
 
 def read(path: Path) -> SpecFile:
-    """The file's text and content type, or `errors.Failure` (exit 2) saying what is wrong with it."""
+    """The file's text and content type, or `errors.Failure` (exit 2) saying what is wrong."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -36,14 +36,20 @@ def read(path: Path) -> SpecFile:
     except IsADirectoryError as exc:
         raise errors.Failure(f"spec file is a directory: {path}", errors.ExitCode.INVALID) from exc
     except UnicodeDecodeError as exc:
-        raise errors.Failure(f"spec file {path} is not UTF-8 text", errors.ExitCode.INVALID) from exc
+        raise errors.Failure(
+            f"spec file {path} is not UTF-8 text", errors.ExitCode.INVALID
+        ) from exc
     except OSError as exc:
-        raise errors.Failure(f"cannot read spec file {path}: {exc.strerror}", errors.ExitCode.INVALID) from exc
+        raise errors.Failure(
+            f"cannot read spec file {path}: {exc.strerror}", errors.ExitCode.INVALID
+        ) from exc
     if path.suffix.lower() in YAML_SUFFIXES:
         try:
             yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise errors.Failure(f"spec file {path} is not valid YAML: {exc}", errors.ExitCode.INVALID) from exc
+            raise errors.Failure(
+                f"spec file {path} is not valid YAML: {exc}", errors.ExitCode.INVALID
+            ) from exc
         return SpecFile(text=text, content_type=YAML_CONTENT_TYPE)
     try:
         json.loads(text)

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     reconcile_workers: int = Field(8, description="Apps reconciled at the same time.")
     start_concurrency: int = Field(4, description="Containers one app starts at the same time.")
 
+    min_running: float = Field(
+        1.0, description="Seconds an instance of an app without a health check must run to count as healthy."
+    )
     backoff_reset_after: float = Field(
         600.0, description="Seconds an instance must stay healthy before its slot's restart backoff is forgotten."
     )

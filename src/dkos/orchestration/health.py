@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from dkos.apps.spec import HealthCheck, HealthCheckType
 from dkos.core.errors import DkosError
-from dkos.engines.base import Engine
+from dkos.engines.base import ContainerState, Engine
 from dkos.orchestration.instances import InstanceState
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,8 @@ class Target:
     container_id: str
     ip: str | None
     port: int | None
-    check: HealthCheck
+    check: HealthCheck | None
+    """None: the app has no health check; running for `min_running` seconds counts as healthy."""
     started_at: float
     state: InstanceState
 
@@ -138,8 +139,9 @@ Report = Callable[[Target, HealthStatus, Verdict, ProbeResult], Awaitable[None]]
 class HealthMonitor:
     """One probe loop per target; `sync` starts and cancels loops to match the running instances."""
 
-    def __init__(self, engine: Engine, report: Report, clock: Callable[[], float]) -> None:
+    def __init__(self, engine: Engine, report: Report, clock: Callable[[], float], *, min_running: float) -> None:
         self._engine = engine
+        self._min_running = min_running
         self._report = report
         self._clock = clock
         self._loops: dict[tuple[int, str], asyncio.Task[None]] = {}
@@ -165,8 +167,7 @@ class HealthMonitor:
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
 
-    async def probe(self, target: Target) -> ProbeResult:
-        check = target.check
+    async def probe(self, target: Target, check: HealthCheck) -> ProbeResult:
         if check.type is HealthCheckType.COMMAND:
             return await probe_command(self._engine, target.container_id, list(check.command or []), check.timeout)
         if target.ip is None or target.port is None:
@@ -176,11 +177,32 @@ class HealthMonitor:
         return await probe_http(target.ip, target.port, check.path, check.timeout)
 
     async def _run(self, target: Target) -> None:
+        if target.check is None:
+            await self._run_unchecked(target)
+        else:
+            await self._run_checked(target, target.check)
+
+    async def _run_unchecked(self, target: Target) -> None:
+        """Without a health check, an instance still running after `min_running` is healthy
+        (so an app that exits at once fails its deployment instead of passing it)."""
+        if target.state is not InstanceState.STARTING:
+            return
+        await asyncio.sleep(max(0.0, target.started_at + self._min_running - self._clock()))
+        status = await self._engine.inspect(target.container_id)
+        if status is not None and status.state is ContainerState.RUNNING:
+            await self._report(
+                target,
+                HealthStatus(InstanceState.HEALTHY),
+                Verdict.HEALTHY,
+                ProbeResult(True, f"running for {self._min_running:g}s"),
+            )
+
+    async def _run_checked(self, target: Target, check: HealthCheck) -> None:
         status = HealthStatus(target.state)
         while True:
             started = self._clock()
-            result = await self.probe(target)
-            status, verdict = judge(status, result, target.check, started_at=target.started_at, now=self._clock())
+            result = await self.probe(target, check)
+            status, verdict = judge(status, result, check, started_at=target.started_at, now=self._clock())
             if verdict is not Verdict.NONE:
                 try:
                     await self._report(target, status, verdict, result)
@@ -188,4 +210,4 @@ class HealthMonitor:
                     log.exception("recording a health transition of %s failed", target.instance_id)
                 if verdict is Verdict.REPLACE:
                     return
-            await asyncio.sleep(max(0.0, next_delay(status, target.check) - (self._clock() - started)))
+            await asyncio.sleep(max(0.0, next_delay(status, check) - (self._clock() - started)))

@@ -115,7 +115,7 @@ class Reconciler:
         self._bus = bus
         self._owner = owner
         self._clock = clock
-        self.health = health.HealthMonitor(engine, self._on_health, clock)
+        self.health = health.HealthMonitor(engine, self._on_health, clock, min_running=settings.min_running)
         self.engine_status = EngineStatus(reachable=False, error="not checked yet")
         self._engine_up = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.reconcile_workers)
@@ -131,11 +131,20 @@ class Reconciler:
 
     async def __aenter__(self) -> Self:
         self._loops = [
-            asyncio.create_task(self._watch_engine(), name="engine-watch"),
-            asyncio.create_task(self._follow_engine_events(), name="engine-events"),
-            asyncio.create_task(self._resync_loop(), name="resync"),
+            asyncio.create_task(self._supervised(loop), name=loop.__name__)
+            for loop in (self._watch_engine, self._follow_engine_events, self._resync_loop)
         ]
         return self
+
+    @staticmethod
+    async def _supervised(loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Keep a root loop alive: a bug in one pass is logged, and the loop starts over."""
+        while True:
+            try:
+                await loop()
+            except Exception:
+                log.exception("%s failed; restarting it in 1s", loop.__name__)
+            await asyncio.sleep(1.0)
 
     async def __aexit__(self, *exc: object) -> None:
         """Stop the loops. Containers keep running: the control plane is not the data plane;
@@ -326,17 +335,13 @@ class Reconciler:
             await self._instance_event(app, failed, reason)
 
     async def _mark_running(self, app: AppRecord, instance: Instance, container: ContainerStatus, why: str) -> None:
-        """A started container: healthy at once when the app has no health check (Marathon's rule)."""
-        now = self._clock()
-        checked = app.spec.health_check is not None
         started = await self._instances.transition(
             instance,
-            InstanceState.STARTING if checked else InstanceState.HEALTHY,
+            InstanceState.STARTING,
             allowed_from={InstanceState.PENDING},
             container_id=container.id,
             ip=container.ip,
-            started_at=container.started_at or now,
-            healthy_at=None if checked else now,
+            started_at=container.started_at or self._clock(),
         )
         if started is not None:
             await self._instance_event(app, started, why)
@@ -412,8 +417,6 @@ class Reconciler:
 
     def _health_targets(self, app: AppRecord, instances: list[Instance]) -> list[health.Target]:
         check = app.spec.health_check
-        if check is None:
-            return []
         port = app.spec.checked_port()
         return [
             health.Target(

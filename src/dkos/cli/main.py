@@ -1,0 +1,503 @@
+"""The `dkos` command: every subcommand is one or a few calls of the REST API.
+
+This module only wires arguments to `client.Client` calls and results to `output`;
+finding the server is `config`, waiting is `wait`, and failures become exit codes in
+`errors` (the root group applies it to every command). It never imports server code —
+except `dkos server`, which imports `dkos.server` inside the command so the client
+works where the server's dependencies are not installed.
+
+Tests replace `new_client` to plug an `httpx.MockTransport` into every command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dkos import __version__
+from dkos.cli import client, config, errors, output, specfile, wait
+
+app = typer.Typer(
+    name="dkos",
+    cls=errors.Group,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="dkos: run containers as apps on your own machines.",
+)
+apps_app = typer.Typer(
+    no_args_is_help=True, help="Deploy, inspect, scale, restart and delete apps."
+)
+app.add_typer(apps_app, name="apps")
+
+DEFAULT_LISTEN = "127.0.0.1:7700"
+DEFAULT_WAIT_TIMEOUT = 300.0
+RECONNECT_MAX_DELAY = 10.0
+"""Seconds between attempts, at most, to reconnect a followed event stream."""
+
+
+def new_client(url: str, token: str | None) -> client.Client:
+    """Every command's `Client` comes from here, so tests replace this one function."""
+    return client.Client(url, token)
+
+
+def _connect() -> client.Client:
+    target = config.resolve(os.environ, cwd=Path.cwd())
+    return new_client(target.url, target.token)
+
+
+# -- options shared by commands ---------------------------------------------------------
+
+OutputOption = Annotated[
+    output.Format, typer.Option("--output", "-o", help="table for people, json for programs.")
+]
+ProjectOption = Annotated[str, typer.Option("--project", "-p", help="The app's project.")]
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait", help="Show progress until the deployment ends; exit 1 if it fails or times out."
+    ),
+]
+TimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--timeout", min=0, help="Seconds --wait waits; the deployment goes on after it gives up."
+    ),
+]
+AppArgument = Annotated[str, typer.Argument(help="The app's name.", show_default=False)]
+
+
+def _finish(outcome: wait.Outcome) -> None:
+    if not outcome.ok:
+        raise errors.Failure(outcome.message)
+    typer.echo(outcome.message)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dkos {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """dkos: run containers as apps on your own machines.
+
+    The CLI talks to a dkos server: DKOS_URL and DKOS_TOKEN, else the login saved by
+    `dkos login`, else http://127.0.0.1:7700 with ./.dkos/admin.token.
+
+    Example:
+
+        dkos apps deploy web.yaml --wait
+    """
+
+
+# -- server and login ---------------------------------------------------------------------
+
+
+def _check_listen(value: str) -> str:
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65_536:
+        raise typer.BadParameter(f"expected HOST:PORT such as {DEFAULT_LISTEN}, not {value!r}")
+    return value
+
+
+@app.command()
+def server(
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            "--data-dir", envvar="DKOS_DATA_DIR", help="Where state and the admin token live."
+        ),
+    ] = Path(config.DEFAULT_DATA_DIR),
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen",
+            envvar="DKOS_LISTEN",
+            callback=_check_listen,
+            help="HOST:PORT the API listens on.",
+        ),
+    ] = DEFAULT_LISTEN,
+) -> None:
+    """Run the dkos server in the foreground (API, reconciler, health checks).
+
+    It writes an admin token to DATA_DIR/admin.token on first start.
+
+    Example:
+
+        dkos server --data-dir /var/lib/dkos --listen 0.0.0.0:7700
+    """
+    try:
+        # Imported here, not at the top: the server's dependencies (FastAPI, SQLAlchemy,
+        # the Docker client) are not needed to use the CLI against a remote server.
+        from dkos import server as server_module
+    except ImportError as exc:
+        raise errors.Failure(
+            f"dkos server cannot start: {exc.name or exc} is not installed (pip install dkos)"
+        ) from exc
+    server_module.run(data_dir=data_dir, listen=listen)
+
+
+@app.command()
+def login(
+    server_url: Annotated[
+        str,
+        typer.Option(
+            "--server", help="The server's URL, e.g. https://dkos.example.com.", show_default=False
+        ),
+    ],
+    token_file: Annotated[
+        Path,
+        typer.Option(
+            "--token-file", help="A file holding the token (keeps it out of shell history)."
+        ),
+    ],
+) -> None:
+    """Save a server URL and token for later commands, after checking the server accepts the token.
+
+    The login goes to $XDG_CONFIG_HOME/dkos/config.json (default ~/.config/dkos/), readable
+    only by you. DKOS_URL and DKOS_TOKEN, when set, still win over it.
+
+    Example:
+
+        dkos login --server http://dkos.internal:7700 --token-file ~/dkos.token
+    """
+    url = config.normalize_url(server_url)
+    try:
+        token = token_file.read_text().strip()
+    except OSError as exc:
+        raise errors.Failure(
+            f"cannot read token file {token_file}: {exc.strerror}", errors.ExitCode.INVALID
+        ) from exc
+    if not token:
+        raise errors.Failure(f"token file {token_file} is empty", errors.ExitCode.INVALID)
+    with new_client(url, token) as api:
+        try:
+            health = api.health()
+        except client.ApiError as exc:
+            if exc.status != 401:
+                raise
+            # The generic 401 advice ("run dkos login") would send the user in a circle.
+            raise errors.Failure(
+                f"{url} refused the token in {token_file}; nothing was saved",
+                errors.ExitCode.UNAUTHORIZED,
+            ) from exc
+    path = config.config_path(os.environ)
+    config.save(path, config.Login(url=url, token=token))
+    typer.echo(f"token accepted by dkos {health.get('version', '?')} at {url}; saved to {path}")
+    _warn_if_engine_down(health)
+    for name in ("DKOS_URL", "DKOS_TOKEN"):
+        if os.environ.get(name):
+            output.warn(f"{name} is set and wins over the saved login; unset it to use {url}")
+
+
+def _warn_if_engine_down(health: client.JSON) -> None:
+    engine = health.get("engine") or {}
+    if engine.get("reachable") is False:
+        output.warn(f"container engine unreachable: {engine.get('error') or 'no reason given'}")
+
+
+# -- apps -----------------------------------------------------------------------------------
+
+
+@apps_app.command("deploy")
+def apps_deploy(
+    file: Annotated[
+        Path, typer.Argument(help="The app spec, YAML (.yaml, .yml) or JSON.", show_default=False)
+    ],
+    wait_: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+) -> None:
+    """Create an app, or roll out a new version of it, from a spec file.
+
+    The spec names the app and its project. Deploying a spec identical to the current
+    version changes nothing.
+
+    Example:
+
+        dkos apps deploy web.yaml --wait --timeout 600
+    """
+    spec = specfile.read(file)
+    with _connect() as api:
+        result = api.deploy(spec.text, content_type=spec.content_type)
+        name, project, version = (
+            result.app.get("name"),
+            result.app.get("project"),
+            result.app.get("version"),
+        )
+        if result.deployment is None:
+            typer.echo(f"no change: {name} (project {project}) is already at version {version}")
+            return
+        verb = "created" if result.created else "updated"
+        deployment_id = result.deployment["id"]
+        typer.echo(
+            f"{verb} {name} (project {project}): version {version}, deployment {deployment_id}"
+        )
+        if wait_:
+            _finish(wait.wait_for_deployment(api, result.deployment, timeout=timeout))
+
+
+@apps_app.command("list")
+def apps_list(
+    project: ProjectOption = "default",
+    all_projects: Annotated[
+        bool, typer.Option("--all-projects", "-A", help="List the apps of every project.")
+    ] = False,
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """List apps with their state, version and healthy instances.
+
+    Example:
+
+        dkos apps list -p news -o json
+    """
+    with _connect() as api:
+        # Apps look stuck when the engine is down; say why before the listing, not after.
+        _warn_if_engine_down(api.health())
+        apps = api.list_apps(None if all_projects else project)
+    if output_ is output.Format.JSON:
+        output.print_json(apps)
+    elif not apps:
+        where = "any project" if all_projects else f"project {project}"
+        typer.echo(f"no apps in {where}; create one with `dkos apps deploy FILE`")
+    else:
+        output.print_renderable(output.apps_table(apps, now=time.time()))
+
+
+@apps_app.command("show")
+def apps_show(
+    app_name: AppArgument,
+    project: ProjectOption = "default",
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """Show one app: state, version, live instances and its full spec.
+
+    Example:
+
+        dkos apps show web -p news
+    """
+    with _connect() as api:
+        found = api.get_app(app_name, project)
+    if output_ is output.Format.JSON:
+        output.print_json(found)
+    else:
+        output.print_renderable(output.app_detail(found, now=time.time()))
+
+
+@apps_app.command("scale")
+def apps_scale(
+    app_name: AppArgument,
+    instances: Annotated[
+        int, typer.Argument(min=0, help="How many instances to run.", show_default=False)
+    ],
+    project: ProjectOption = "default",
+    wait_: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+) -> None:
+    """Run N instances of an app (0 stops them all but keeps the app).
+
+    Example:
+
+        dkos apps scale web 5 --wait
+    """
+    with _connect() as api:
+        answer = api.scale(app_name, project, instances)
+        _report_change(
+            api,
+            answer,
+            doing=f"scaling {app_name} to {instances} instances",
+            wait_=wait_,
+            timeout=timeout,
+        )
+
+
+@apps_app.command("restart")
+def apps_restart(
+    app_name: AppArgument,
+    project: ProjectOption = "default",
+    wait_: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+) -> None:
+    """Replace every instance, one at a time, each new one healthy before an old one stops.
+
+    Example:
+
+        dkos apps restart web --wait
+    """
+    with _connect() as api:
+        answer = api.restart(app_name, project)
+        _report_change(api, answer, doing=f"restarting {app_name}", wait_=wait_, timeout=timeout)
+
+
+def _report_change(
+    api: client.Client, answer: client.JSON, *, doing: str, wait_: bool, timeout: float
+) -> None:
+    """Say which deployment a scale or restart started, and follow it with --wait."""
+    deployment = answer.get("deployment")
+    if deployment is None:
+        typer.echo(f"{doing}: no change needed")
+        return
+    typer.echo(f"{doing}: deployment {deployment['id']}")
+    if wait_:
+        _finish(wait.wait_for_deployment(api, deployment, timeout=timeout))
+
+
+@apps_app.command("delete")
+def apps_delete(
+    app_name: AppArgument,
+    project: ProjectOption = "default",
+    wait_: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+) -> None:
+    """Delete an app: stop its instances gracefully (SIGTERM, then SIGKILL), then forget it.
+
+    Example:
+
+        dkos apps delete web --wait
+    """
+    with _connect() as api:
+        answer = api.delete_app(app_name, project)
+        deployment = answer.get("deployment")
+        suffix = f": deployment {deployment['id']}" if deployment else ""
+        typer.echo(f"deleting {app_name} (project {project}){suffix}")
+        if wait_:
+            _finish(wait.wait_for_deletion(api, app_name, project, deployment, timeout=timeout))
+
+
+@apps_app.command("versions")
+def apps_versions(
+    app_name: AppArgument,
+    project: ProjectOption = "default",
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """List an app's versions, newest first, with what changed in each.
+
+    Example:
+
+        dkos apps versions web -o json
+    """
+    with _connect() as api:
+        versions = api.versions(app_name, project)
+    if output_ is output.Format.JSON:
+        output.print_json(versions)
+    else:
+        output.print_renderable(output.versions_table(versions, now=time.time()))
+
+
+# -- instances and events -------------------------------------------------------------------
+
+
+@app.command("instances")
+def instances_command(
+    app_name: AppArgument,
+    project: ProjectOption = "default",
+    include_ended: Annotated[
+        bool,
+        typer.Option(
+            "--all", "-a", help="Include stopped and failed instances, with why they ended."
+        ),
+    ] = False,
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """List an app's instances: state, address, container and why any failed.
+
+    Example:
+
+        dkos instances web --all
+    """
+    with _connect() as api:
+        found = api.instances(app_name, project, include_ended=include_ended)
+    if output_ is output.Format.JSON:
+        output.print_json(found)
+    elif not found:
+        typer.echo(f"{app_name} has no {'' if include_ended else 'live '}instances")
+    else:
+        output.print_renderable(output.instances_table(found, now=time.time()))
+
+
+@app.command("events")
+def events_command(
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")
+    ] = False,
+    tail: Annotated[
+        int, typer.Option("--tail", "-n", min=0, help="How many past events to print first.")
+    ] = 20,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="Only this project's events (default: all)."),
+    ] = None,
+    app_name: Annotated[str | None, typer.Option("--app", help="Only this app's events.")] = None,
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """Print recent events (deployments, instances, engine), or follow them live.
+
+    With -o json, each event is one JSON object on its own line.
+
+    Example:
+
+        dkos events -f --app web
+    """
+    printer = output.stdout()
+
+    def show_line(event: client.JSON) -> None:
+        # soft_wrap: a long message stays one line, so `dkos events | grep` sees whole events.
+        printer.print(output.event_line(event), soft_wrap=True)
+
+    show = output.print_json_line if output_ is output.Format.JSON else show_line
+    # Ctrl-C is how a follow ends: a normal exit, not an error.
+    with _connect() as api, contextlib.suppress(KeyboardInterrupt):
+        _stream_events(api, show, follow=follow, tail=tail, project=project, app=app_name)
+
+
+def _stream_events(
+    api: client.Client,
+    show: Callable[[client.JSON], Any],
+    *,
+    follow: bool,
+    tail: int,
+    project: str | None,
+    app: str | None,
+) -> None:
+    """Print events; when following, reconnect after a drop and resume with Last-Event-ID."""
+    last_id: str | None = None
+    connected = False
+    delay = 1.0
+    while True:
+        try:
+            for event in api.events(
+                project=project,
+                app=app,
+                tail=tail if last_id is None else 0,
+                follow=follow,
+                last_event_id=last_id,
+            ):
+                connected, delay = True, 1.0
+                if event.get("id") is not None:
+                    last_id = str(event["id"])
+                show(event)
+            if not follow:
+                return
+            connected = True
+            reason = "dkos closed the event stream"
+        except (client.ConnectionLost, client.Unreachable) as exc:
+            # A server that was never reached is an error; one that went away (a restart)
+            # is waited for, since the user asked to follow.
+            if not follow or not (connected or isinstance(exc, client.ConnectionLost)):
+                raise
+            connected = True
+            reason = str(exc)
+        output.warn(f"{reason}; reconnecting in {delay:g} s")
+        time.sleep(delay)
+        delay = min(delay * 2, RECONNECT_MAX_DELAY)
