@@ -1,4 +1,5 @@
 # Shared by run.sh and serve.sh: who this instance is, and how it logs.
+# shellcheck shell=sh disable=SC2034  # sourced: its variables are used elsewhere
 
 # dkos injects DKOS_INSTANCE; a bare `docker run` falls back to the hostname.
 INSTANCE=${DKOS_INSTANCE:-$(hostname)}

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck source=lib.sh
 # The demo app's main process: reads the behaviour switches from the
 # environment, serves HTTP on $PORT through busybox nc (one serve.sh per
 # connection) and shuts down gracefully on SIGTERM.
@@ -23,7 +24,7 @@ fi
 if [ "${EXIT_AFTER_LOG:-0}" = 1 ]; then exit 0; fi
 
 if [ "${UNHEALTHY:-0}" = 1 ]; then touch "$STATE/unhealthy"; fi
-helpers=
+helpers=                    # pids of background helpers, split on purpose
 if is_uint "${UNHEALTHY_AFTER:-}"; then
 	(sleep "$UNHEALTHY_AFTER" && touch "$STATE/unhealthy") &
 	helpers="$helpers $!"
@@ -44,6 +45,7 @@ in_flight() {
 # SIGTERM: stop listening at once (new connections are refused), let the
 # requests under way finish, bounded by DRAIN_LIMIT, then exit 0.
 on_term() {
+	# shellcheck disable=SC2086
 	kill "$listener" $helpers 2>/dev/null
 	ticks=$((DRAIN_LIMIT * 20))
 	while [ "$(in_flight)" -gt 0 ] && [ "$ticks" -gt 0 ]; do
@@ -58,6 +60,7 @@ on_term() {
 on_crash() {
 	code=$(cat "$STATE/crash" 2>/dev/null)
 	echo "demo $INSTANCE crashing with code ${code:-1}" >&2
+	# shellcheck disable=SC2086
 	kill "$listener" $helpers 2>/dev/null
 	exit "${code:-1}"
 }

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck shell=sh source=lib.sh disable=SC3043,SC3045  # busybox ash has local, read -t
 # Answers one HTTP request; stdin and stdout are the client's socket.
 # busybox httpd would run CGI only under /cgi-bin/ (and Debian's build has no
 # reverse proxy to map /health there), so the demo parses HTTP itself: one
@@ -34,7 +35,7 @@ uint_param() {
 # Request line, then headers up to the blank line. Headers must be read
 # even though they are ignored: closing a socket with unread input makes
 # the kernel send a reset, and the client may lose the response.
-read -r -t 10 method target proto || exit 0
+read -r -t 10 _method target _proto || exit 0
 length=0
 while read -r -t 10 line; do
 	line=${line%"$CR"}

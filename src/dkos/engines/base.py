@@ -117,6 +117,7 @@ class ContainerStats:
     system_cpu_ns: int
     online_cpus: int
     memory_bytes: int
+    """The working set (usage less inactive page cache), as `docker stats` shows it."""
     memory_limit_bytes: int
     rx_bytes: int
     tx_bytes: int
@@ -187,7 +188,8 @@ class Engine(Protocol):
 
     async def start(self, spec: ContainerSpec) -> ContainerStatus:
         """Create and start a container. Idempotent by `spec.name`: an existing container of that
-        name is started if needed and returned. Raises `ImageNotFound` for a missing image."""
+        name is started if needed and returned. Raises `ImageNotFound` for a missing image, and
+        `ContainerConflict` when the name belongs to a container with other labels."""
         ...
 
     async def wait(self, container_id: str) -> ExitResult:
@@ -195,7 +197,8 @@ class Engine(Protocol):
         ...
 
     async def stop(self, container_id: str, *, grace: float, signal: str = "SIGTERM") -> None:
-        """Send `signal`, then SIGKILL after `grace` seconds. A container already gone is not an error."""
+        """Send `signal`, then SIGKILL after `grace` seconds (Docker rounds up to whole seconds).
+        A container already gone is not an error."""
         ...
 
     async def signal(self, container_id: str, signal: str) -> None: ...
@@ -209,11 +212,13 @@ class Engine(Protocol):
         ...
 
     async def recover(self, labels: Mapping[str, str]) -> list[ContainerStatus]:
-        """Every container, running or not, whose labels include all of `labels`."""
+        """Every container, running or not, whose labels include all of `labels`. `started_at`
+        is known only for containers that have stopped (it costs an inspect each)."""
         ...
 
     async def exec(self, container_id: str, command: list[str], *, timeout: float) -> ExecResult:
-        """Run a command inside a running container; raise `EngineError` on timeout."""
+        """Run a command inside a running container; raise `EngineError` on timeout. A timed-out
+        command is not killed (the Engine API cannot), so checks should bound themselves."""
         ...
 
     def stats(self, container_id: str) -> AsyncIterator[ContainerStats]:
