@@ -51,7 +51,12 @@ async def direct_round(docker: aiodocker.Docker, instances: int) -> float:
     config = {
         "Image": IMAGE,
         "Labels": {"dkos.bench": label},
-        "HostConfig": {"Init": True, "NanoCpus": 250_000_000, "Memory": 32 * 2**20, "MemorySwap": 32 * 2**20},
+        "HostConfig": {
+            "Init": True,
+            "NanoCpus": 250_000_000,
+            "Memory": 32 * 2**20,
+            "MemorySwap": 32 * 2**20,
+        },
     }
     began = time.perf_counter()
 
@@ -76,7 +81,16 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dkos", "server", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{self.port}"],
+            [
+                sys.executable,
+                "-m",
+                "dkos",
+                "server",
+                "--data-dir",
+                str(data_dir),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -86,7 +100,8 @@ class Server:
         for _ in range(300):
             if token_file.exists():
                 client = httpx.AsyncClient(
-                    base_url=self.url, headers={"Authorization": f"Bearer {token_file.read_text().strip()}"}
+                    base_url=self.url,
+                    headers={"Authorization": f"Bearer {token_file.read_text().strip()}"},
                 )
                 try:
                     if (await client.get("/v1/health")).json().get("status") == "ok":

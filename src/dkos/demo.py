@@ -37,7 +37,9 @@ async def _deploy_demo(settings: Settings) -> None:
                     pass
             await asyncio.sleep(0.1)
         answer = await client.post(
-            "/v1/apps", content=DEMO_SPEC.read_bytes(), headers={**headers, "Content-Type": "application/yaml"}
+            "/v1/apps",
+            content=DEMO_SPEC.read_bytes(),
+            headers={**headers, "Content-Type": "application/yaml"},
         )
         answer.raise_for_status()
         healthy = 0
@@ -75,7 +77,10 @@ async def _main() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("DKOS_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("DKOS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         asyncio.run(_main())
     except KeyboardInterrupt:

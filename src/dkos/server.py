@@ -92,7 +92,12 @@ async def serve(settings: Settings) -> None:
         instances = InstanceStore(engine)
         try:
             async with Reconciler(
-                settings=settings, apps=apps, instances=instances, engine=docker, bus=bus, owner=server_id
+                settings=settings,
+                apps=apps,
+                instances=instances,
+                engine=docker,
+                bus=bus,
+                owner=server_id,
             ) as reconciler:
                 services = Services(
                     settings=settings,
@@ -112,7 +117,13 @@ async def serve(settings: Settings) -> None:
                     lifespan="off",
                     timeout_graceful_shutdown=5,
                 )
-                log.info("dkos %s API on http://%s:%d (server id %s)", dkos.__version__, host, port, server_id)
+                log.info(
+                    "dkos %s API on http://%s:%d (server id %s)",
+                    dkos.__version__,
+                    host,
+                    port,
+                    server_id,
+                )
                 await _Server(config, bus).serve()
                 log.info("stopping: loops end, instances keep running")
         finally:

@@ -61,7 +61,16 @@ class DkosServer:
         env = {**os.environ, "DKOS_RESYNC_INTERVAL": "2", **self.extra_env}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dkos", "server", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}"],
+            [
+                sys.executable,
+                "-m",
+                "dkos",
+                "server",
+                "--data-dir",
+                str(self.data_dir),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

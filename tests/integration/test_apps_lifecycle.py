@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +54,12 @@ def test_deploys_three_instances_that_all_become_healthy(server: DkosServer) -> 
     assert deployment["target_instances"] == 3
     labels = docker("inspect", "-f", "{{json .Config.Labels}}", healthy[0]["container_id"])
     assert '"dkos.app":"web"' in labels and '"dkos.project":"default"' in labels
-    host = docker("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{json .HostConfig.LogConfig}}", healthy[0]["container_id"])
+    host = docker(
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{json .HostConfig.LogConfig}}",
+        healthy[0]["container_id"],
+    )
     assert host.startswith(f"{32 * 1024 * 1024} {250_000_000} ")
     assert '"max-size":"10m"' in host and '"max-file":"3"' in host
 
@@ -85,7 +91,7 @@ def test_an_app_that_exits_at_once_restarts_with_growing_delays(server: DkosServ
     failed = sorted(wait_until(failures, timeout=30, what="five failed starts"), key=lambda i: i["ended_at"])
     assert all(i["reason"] == "exited with code 1" for i in failed)
     starts = [i["started_at"] for i in failed]
-    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     # immediate, then 1 s, 2 s, 4 s: every gap longer than the one before, by roughly the factor
     assert gaps[-1] > gaps[-2] > gaps[-3], gaps
     assert gaps[-1] >= 3.5, gaps
@@ -93,7 +99,9 @@ def test_an_app_that_exits_at_once_restarts_with_growing_delays(server: DkosServ
     assert deployment["status"] == "failed" and "exited with code 1" in deployment["reason"]
 
 
-def test_a_missing_image_fails_the_deployment_and_the_server_keeps_serving(server: DkosServer) -> None:
+def test_a_missing_image_fails_the_deployment_and_the_server_keeps_serving(
+    server: DkosServer,
+) -> None:
     answer = server.deploy(web("ghost", instances=1, image="no-such-image:1"))
     deployment_id = answer["deployment"]["id"]
     status = wait_until(
@@ -109,7 +117,9 @@ def test_a_missing_image_fails_the_deployment_and_the_server_keeps_serving(serve
     assert server.get("/v1/health").json()["status"] == "ok"
 
 
-def test_a_server_killed_mid_deploy_converges_to_exactly_the_desired_containers(server: DkosServer) -> None:
+def test_a_server_killed_mid_deploy_converges_to_exactly_the_desired_containers(
+    server: DkosServer,
+) -> None:
     server.deploy(web(instances=4))
     wait_until(lambda: len(server.containers()) >= 1, timeout=10, interval=0.02, what="the first container")
     server.kill()
@@ -118,9 +128,7 @@ def test_a_server_killed_mid_deploy_converges_to_exactly_the_desired_containers(
     time.sleep(3)  # a resync and a sweep pass
     running = server.containers(all=True)
     assert len(running) == 4, running
-    assert sorted(c["Names"] for c in running) == sorted(
-        f"dkos.default.{i['id']}" for i in server.instances("web")
-    )
+    assert sorted(c["Names"] for c in running) == sorted(f"dkos.default.{i['id']}" for i in server.instances("web"))
 
 
 def test_scale_restart_and_versions(server: DkosServer) -> None:
@@ -146,7 +154,12 @@ def test_scale_restart_and_versions(server: DkosServer) -> None:
 
     versions = server.get("/v1/apps/web/versions").json()["versions"]
     assert [v["version"] for v in versions] == [4, 3, 2, 1]
-    assert [v["change"] for v in versions] == ["restart", "instances 3 → 1", "instances 2 → 3", "created with image dkos-demo:1, 2 instances"]
+    assert [v["change"] for v in versions] == [
+        "restart",
+        "instances 3 → 1",
+        "instances 2 → 3",
+        "created with image dkos-demo:1, 2 instances",
+    ]
     assert {v["created_by"] for v in versions} == {"admin"}
 
 
@@ -160,13 +173,17 @@ def test_delete_stops_every_instance_and_leaves_no_containers(server: DkosServer
     assert server.get("/v1/apps").json()["apps"] == []
 
 
-def test_an_invalid_spec_is_refused_with_the_field_and_nothing_is_stored(server: DkosServer) -> None:
+def test_an_invalid_spec_is_refused_with_the_field_and_nothing_is_stored(
+    server: DkosServer,
+) -> None:
     answer = server.post("/v1/apps", json=web(instances=-1))
     assert answer.status_code == 422
     assert answer.json()["details"] == [{"field": "instances", "rule": "must be ≥ 0"}]
     assert server.get("/v1/apps/web").status_code == 404
     yaml_answer = server.post(
-        "/v1/apps", content=b"name: web\nimage: x\ninstance: 2\n", headers={"Content-Type": "application/yaml"}
+        "/v1/apps",
+        content=b"name: web\nimage: x\ninstance: 2\n",
+        headers={"Content-Type": "application/yaml"},
     )
     assert yaml_answer.status_code == 422
     assert {"field": "instance", "rule": "is not a known field"} in yaml_answer.json()["details"]
@@ -178,7 +195,10 @@ def test_every_api_call_needs_a_valid_token(server: DkosServer) -> None:
     for path in ("/v1/apps", "/v1/health", "/v1/no-such-thing"):
         missing = httpx.get(server.url + path)
         assert missing.status_code == 401
-        assert missing.json() == {"error": "unauthorized", "message": "a valid bearer token is required"}
+        assert missing.json() == {
+            "error": "unauthorized",
+            "message": "a valid bearer token is required",
+        }
         assert server.get(path, token="dkos_wrong").status_code == 401
     token_file = server.data_dir / "admin.token"
     assert token_file.stat().st_mode & 0o777 == 0o600
@@ -192,7 +212,10 @@ def test_the_event_stream_reports_instances_becoming_healthy(server: DkosServer)
     text = server.get("/v1/events", params={"app": "web", "tail": 50, "follow": "false"}).text
     assert "event: app.created" in text and "event: instance.healthy" in text
     assert "event: deployment.succeeded" in text or wait_until(
-        lambda: "deployment.succeeded" in server.get("/v1/events", params={"app": "web", "tail": 50, "follow": "false"}).text,
+        lambda: (
+            "deployment.succeeded"
+            in server.get("/v1/events", params={"app": "web", "tail": 50, "follow": "false"}).text
+        ),
         timeout=5,
     )
 

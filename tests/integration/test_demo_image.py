@@ -28,9 +28,7 @@ TEST_LABEL = "dkos.test=demo-image"
 
 def docker(*args: str, timeout: float = 30) -> str:
     """Runs a docker CLI command and returns its stdout; raises on failure."""
-    done = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout
@@ -80,9 +78,7 @@ class Container:
         return int(docker("inspect", "-f", "{{.State.ExitCode}}", self.id).strip())
 
     def stdout_lines(self) -> list[str]:
-        done = subprocess.run(
-            ["docker", "logs", self.id], capture_output=True, text=True, timeout=10, check=True
-        )
+        done = subprocess.run(["docker", "logs", self.id], capture_output=True, text=True, timeout=10, check=True)
         return done.stdout.splitlines()
 
 
@@ -207,9 +203,7 @@ def test_control_crash_exits_with_the_given_code(run_demo: RunDemo) -> None:
 
 
 @pytest.mark.parametrize("init", [True, False], ids=["with-init", "as-pid-1"])
-def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(
-    run_demo: RunDemo, init: bool
-) -> None:
+def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(run_demo: RunDemo, init: bool) -> None:
     container = run_demo(init=init)
     answers: list[Response] = []
     request = threading.Thread(target=lambda: answers.append(container.get("/slow?seconds=3")))
@@ -249,9 +243,7 @@ def test_control_log_prints_numbered_lines_to_stdout(run_demo: RunDemo) -> None:
 
 
 def test_log_lines_at_start_then_exit_after_log(run_demo: RunDemo) -> None:
-    container = run_demo(
-        env={"DKOS_INSTANCE": "job-1", "LOG_LINES": "3", "EXIT_AFTER_LOG": "1"}, wait=False
-    )
+    container = run_demo(env={"DKOS_INSTANCE": "job-1", "LOG_LINES": "3", "EXIT_AFTER_LOG": "1"}, wait=False)
 
     assert container.wait_for_exit(within=5) == 0
     assert [line for line in container.stdout_lines() if " line " in line] == [

@@ -105,9 +105,7 @@ def docker_inspect(container_id: str) -> dict[str, Any]:
     return data[0]
 
 
-async def wait_for_state(
-    engine: DockerEngine, container_id: str, state: ContainerState, timeout: float = 10
-) -> Any:
+async def wait_for_state(engine: DockerEngine, container_id: str, state: ContainerState, timeout: float = 10) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         status = await engine.inspect(container_id)
@@ -208,9 +206,7 @@ async def test_resource_limits_and_log_rotation_land_in_the_host_config(
 
 
 async def test_command_replaces_the_entrypoint_and_args_the_cmd(engine: DockerEngine) -> None:
-    status = await engine.start(
-        spec(command=("sh", "-c"), args=("echo from-args; sleep 30", "ignored-$0"))
-    )
+    status = await engine.start(spec(command=("sh", "-c"), args=("echo from-args; sleep 30", "ignored-$0")))
     config = docker_inspect(status.id)["Config"]
     assert config["Entrypoint"] == ["sh", "-c"]
     assert config["Cmd"] == ["echo from-args; sleep 30", "ignored-$0"]
@@ -238,9 +234,7 @@ async def test_inspect_of_a_missing_container_is_none(engine: DockerEngine) -> N
 
 
 async def test_an_oom_killed_container_reports_oom_killed_and_137(engine: DockerEngine) -> None:
-    status = await engine.start(
-        spec(memory_mib=8, args=("sh", "-c", 'x=$(head -c 50000000 /dev/zero | tr "\\0" a)'))
-    )
+    status = await engine.start(spec(memory_mib=8, args=("sh", "-c", 'x=$(head -c 50000000 /dev/zero | tr "\\0" a)')))
     result = await engine.wait(status.id)
     assert result.exit_code == 137 and result.oom_killed
     exited = await engine.inspect(status.id)
@@ -295,18 +289,14 @@ async def test_stop_kills_a_process_that_ignores_sigterm_after_the_grace(
 async def test_stop_with_another_signal_sends_it_then_kills_after_the_grace(
     engine: DockerEngine,
 ) -> None:
-    handles_usr1 = await engine.start(
-        spec(args=("sh", "-c", "trap 'exit 5' USR1; while :; do sleep 0.1; done"))
-    )
+    handles_usr1 = await engine.start(spec(args=("sh", "-c", "trap 'exit 5' USR1; while :; do sleep 0.1; done")))
     began = time.monotonic()
     await engine.stop(handles_usr1.id, grace=10, signal="USR1")
     assert time.monotonic() - began < 2
     stopped = await engine.inspect(handles_usr1.id)
     assert stopped is not None and stopped.exit_code == 5
 
-    ignores_usr1 = await engine.start(
-        spec(args=("sh", "-c", "trap '' USR1; while :; do sleep 0.1; done"))
-    )
+    ignores_usr1 = await engine.start(spec(args=("sh", "-c", "trap '' USR1; while :; do sleep 0.1; done")))
     began = time.monotonic()
     await engine.stop(ignores_usr1.id, grace=1, signal="SIGUSR1")
     assert 0.9 < time.monotonic() - began < 4
@@ -315,9 +305,7 @@ async def test_stop_with_another_signal_sends_it_then_kills_after_the_grace(
 
 
 async def test_signal_reaches_the_app_through_docker_init(engine: DockerEngine) -> None:
-    status = await engine.start(
-        spec(args=("sh", "-c", "trap 'exit 9' HUP; while :; do sleep 0.1; done"))
-    )
+    status = await engine.start(spec(args=("sh", "-c", "trap 'exit 9' HUP; while :; do sleep 0.1; done")))
     await engine.signal(status.id, "SIGHUP")
     assert (await engine.wait(status.id)).exit_code == 9
 
@@ -358,9 +346,7 @@ async def test_events_report_a_container_that_dies(engine: DockerEngine) -> None
     watcher = asyncio.create_task(until_died())
     await asyncio.sleep(0.3)  # let the subscription reach the engine
     await engine.start(spec())  # same owner, no dkos.app label: filtered out
-    status = await engine.start(
-        spec(labels={**labels, LABEL_INSTANCE: "x"}, args=("sh", "-c", "sleep 0.5; exit 3"))
-    )
+    status = await engine.start(spec(labels={**labels, LABEL_INSTANCE: "x"}, args=("sh", "-c", "sleep 0.5; exit 3")))
     died = await asyncio.wait_for(watcher, timeout=10)
     await events.aclose()  # type: ignore[attr-defined]
     assert died is not None and died.container_id == status.id
@@ -371,9 +357,7 @@ async def test_events_report_a_container_that_dies(engine: DockerEngine) -> None
 
 async def test_exec_returns_output_and_exit_code(engine: DockerEngine) -> None:
     status = await engine.start(spec())
-    result = await engine.exec(
-        status.id, ["sh", "-c", "echo to-out; echo to-err >&2; exit 3"], timeout=5
-    )
+    result = await engine.exec(status.id, ["sh", "-c", "echo to-out; echo to-err >&2; exit 3"], timeout=5)
     assert result.exit_code == 3
     assert "to-out" in result.output and "to-err" in result.output
     await engine.exec(status.id, ["sh", "-c", "echo served > /tmp/index.html"], timeout=5)
@@ -413,9 +397,7 @@ async def test_logs_tell_stdout_from_stderr(engine: DockerEngine) -> None:
     )
     await engine.wait(status.id)
     lines = [line async for line in engine.logs(status.id, follow=False)]
-    by_stream = {
-        stream: [line.text for line in lines if line.stream is stream] for stream in LogStream
-    }
+    by_stream = {stream: [line.text for line in lines if line.stream is stream] for stream in LogStream}
     assert by_stream[LogStream.STDOUT] == ["out-1", "out-2", "tail"]
     assert by_stream[LogStream.STDERR] == ["err-1"]
     assert all(line.time == pytest.approx(time.time(), abs=30) for line in lines)
@@ -424,24 +406,17 @@ async def test_logs_tell_stdout_from_stderr(engine: DockerEngine) -> None:
 async def test_logs_follow_until_the_container_exits_and_honour_since(
     engine: DockerEngine,
 ) -> None:
-    status = await engine.start(
-        spec(args=("sh", "-c", "echo early; sleep 1; echo late; sleep 0.5"))
-    )
+    status = await engine.start(spec(args=("sh", "-c", "echo early; sleep 1; echo late; sleep 0.5")))
     began = time.monotonic()
     followed = [line async for line in engine.logs(status.id, follow=True)]
     assert [line.text for line in followed] == ["early", "late"]
     assert time.monotonic() - began > 1  # it waited for the later line and the exit
-    since = [
-        line.text
-        async for line in engine.logs(status.id, follow=False, since=followed[1].time - 0.001)
-    ]
+    since = [line.text async for line in engine.logs(status.id, follow=False, since=followed[1].time - 0.001)]
     assert since == ["late"]
 
 
 async def test_a_long_line_comes_back_whole(engine: DockerEngine) -> None:
-    status = await engine.start(
-        spec(args=("sh", "-c", "head -c 40000 /dev/zero | tr '\\0' x; echo"))
-    )
+    status = await engine.start(spec(args=("sh", "-c", "head -c 40000 /dev/zero | tr '\\0' x; echo")))
     await engine.wait(status.id)
     lines = [line async for line in engine.logs(status.id, follow=False)]
     assert [len(line.text) for line in lines] == [40000]

@@ -75,20 +75,38 @@ def test_starts_without_an_engine_says_so_and_reconnects_when_it_comes_back(tmp_
         assert health["status"] == "degraded" and health["engine"]["reachable"] is False
         assert health["engine"]["error"]
         assert server.get("/v1/apps").status_code == 200
-        spec = {"name": "web", "image": "dkos-demo:1", "instances": 1, "ports": [{"name": "http", "container_port": 8080}],
-                "health_check": {"path": "/health"}, "resources": {"memory": 32}}
+        spec = {
+            "name": "web",
+            "image": "dkos-demo:1",
+            "instances": 1,
+            "ports": [{"name": "http", "container_port": 8080}],
+            "health_check": {"path": "/health"},
+            "resources": {"memory": 32},
+        }
         assert server.post("/v1/apps", json=spec).status_code == 201, "the API takes changes while the engine is away"
 
         with engine_relay(relay_path):
-            wait_until(lambda: server.get("/v1/health").json()["status"] == "ok", timeout=10, what="the engine")
+            wait_until(
+                lambda: server.get("/v1/health").json()["status"] == "ok",
+                timeout=10,
+                what="the engine",
+            )
             server.wait_healthy("web", 1, timeout=20)
 
-        wait_until(lambda: server.get("/v1/health").json()["status"] == "degraded", timeout=10, what="the outage")
+        wait_until(
+            lambda: server.get("/v1/health").json()["status"] == "degraded",
+            timeout=10,
+            what="the outage",
+        )
         events = server.get("/v1/events", params={"tail": 100, "follow": "false"}).text
         assert "event: engine.reachable" in events and "event: engine.unreachable" in events
 
         with engine_relay(relay_path):
-            wait_until(lambda: server.get("/v1/health").json()["status"] == "ok", timeout=10, what="the engine again")
+            wait_until(
+                lambda: server.get("/v1/health").json()["status"] == "ok",
+                timeout=10,
+                what="the engine again",
+            )
             assert len(server.wait_healthy("web", 1, timeout=20)) == 1
             server.stop()
     finally:

@@ -25,7 +25,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     """FastAPI's own body and query validation, in the same shape as spec validation."""
     assert isinstance(exc, RequestValidationError)
     problems = [
-        FieldProblem(".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")) or "body", e["msg"])
+        FieldProblem(
+            ".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")) or "body",
+            e["msg"],
+        )
         for e in exc.errors()
     ]
     error = InvalidInput(problems)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from dkos.api.services import Services
 from dkos.apps import spec as specs
 from dkos.apps.store import AppRecord, Change, Deployment, DeploymentStatus, Lifecycle
 from dkos.apps.versions import ChangeKind
@@ -20,7 +21,6 @@ from dkos.core.events import EventType
 from dkos.iam.tokens import Principal
 from dkos.orchestration import progress
 from dkos.orchestration.instances import ACTIVE, LIVE, Instance, InstanceState
-from dkos.api.services import Services
 
 router = APIRouter(prefix="/v1")
 
@@ -172,9 +172,7 @@ async def apply_app(request: Request, svc: Svc, caller: Caller) -> JSONResponse:
 
 
 @router.get("/apps", summary="List apps")
-async def list_apps(
-    svc: Svc, project: Annotated[str | None, Query(pattern=specs.DNS_LABEL)] = None
-) -> dict[str, Any]:
+async def list_apps(svc: Svc, project: Annotated[str | None, Query(pattern=specs.DNS_LABEL)] = None) -> dict[str, Any]:
     return {"apps": [await app_json(svc, a, detail=False) for a in await svc.apps.list_apps(project)]}
 
 
@@ -184,7 +182,9 @@ async def show_app(app: str, svc: Svc, project: ProjectQuery = "default") -> dic
 
 
 @router.post("/apps/{app}/scale", summary="Change the number of instances")
-async def scale_app(app: str, body: ScaleIn, svc: Svc, caller: Caller, project: ProjectQuery = "default") -> dict[str, Any]:
+async def scale_app(
+    app: str, body: ScaleIn, svc: Svc, caller: Caller, project: ProjectQuery = "default"
+) -> dict[str, Any]:
     change = await svc.apps.scale(project, app, body.instances, by=caller.name)
     return await _change_json(svc, change, caller)
 

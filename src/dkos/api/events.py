@@ -50,16 +50,18 @@ async def stream_events(
                 return
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), svc.settings.sse_keepalive)
+                    new = await asyncio.wait_for(queue.get(), svc.settings.sse_keepalive)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                if event is None:
+                if new is None:
                     return
-                if event.id > sent and event.matches(project=project, app=app):
-                    sent = event.id
-                    yield _frame(event)
+                if new.id > sent and new.matches(project=project, app=app):
+                    sent = new.id
+                    yield _frame(new)
 
     return StreamingResponse(
-        frames(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        frames(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

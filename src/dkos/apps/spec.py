@@ -39,12 +39,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Protocol(str, enum.Enum):
+class Protocol(enum.StrEnum):
     HTTP = "http"
     TCP = "tcp"
 
 
-class HealthCheckType(str, enum.Enum):
+class HealthCheckType(enum.StrEnum):
     HTTP = "http"
     TCP = "tcp"
     COMMAND = "command"
@@ -108,12 +108,12 @@ class AppSpec(_Strict):
     args: list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     instances: int = Field(1, ge=0, le=10_000)
-    resources: Resources = Field(default_factory=Resources)  # type: ignore[arg-type]
+    resources: Resources = Field(default_factory=Resources)
     ports: list[Port] = Field(default_factory=list)
     health_check: HealthCheck | None = None
     stop_grace_period: Seconds = Field(10, description="SIGTERM, then SIGKILL after this many seconds.")
     labels: dict[str, str] = Field(default_factory=dict)
-    restart: RestartBackoff = Field(default_factory=RestartBackoff)  # type: ignore[arg-type]
+    restart: RestartBackoff = Field(default_factory=RestartBackoff)
 
     @field_validator("env", mode="before")
     @classmethod

@@ -21,14 +21,14 @@ from dkos.core import db
 from dkos.core.errors import Conflict, NotFound
 
 
-class Lifecycle(str, enum.Enum):
+class Lifecycle(enum.StrEnum):
     ACTIVE = "active"
     DELETING = "deleting"
     DELETED = "deleted"
     """Kept so instance numbering and history continue if the name is used again."""
 
 
-class DeploymentStatus(str, enum.Enum):
+class DeploymentStatus(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -123,13 +123,17 @@ _APP_COLUMNS = (
 )
 _APP_JOIN = db.apps.join(
     db.app_versions,
-    sa.and_(db.app_versions.c.app_id == db.apps.c.id, db.app_versions.c.version == db.apps.c.current_version),
+    sa.and_(
+        db.app_versions.c.app_id == db.apps.c.id,
+        db.app_versions.c.version == db.apps.c.current_version,
+    ),
 )
 _DEPLOYMENT_COLUMNS = (*db.deployments.c, db.apps.c.project, db.apps.c.name)
 _DEPLOYMENT_JOIN = db.deployments.join(db.apps, db.apps.c.id == db.deployments.c.app_id)
 
 
-def _app(row: sa.Row[Any]) -> AppRecord:
+def _app(row: Any) -> AppRecord:
+    """An app from a row of `_APP_COLUMNS` over `_APP_JOIN`."""
     return AppRecord(
         id=row.id,
         project=row.project,
@@ -144,7 +148,8 @@ def _app(row: sa.Row[Any]) -> AppRecord:
     )
 
 
-def _deployment(row: sa.Row[Any]) -> Deployment:
+def _deployment(row: Any) -> Deployment:
+    """A deployment from a row of `_DEPLOYMENT_COLUMNS` over `_DEPLOYMENT_JOIN`."""
     return Deployment(
         id=row.id,
         app_id=row.app_id,
@@ -173,9 +178,7 @@ class AppStore:
         async with self._engine.begin() as conn:
             if await self._project_exists(conn, name):
                 return
-            await conn.execute(
-                db.projects.insert().values(name=name, description=description, created_at=time.time())
-            )
+            await conn.execute(db.projects.insert().values(name=name, description=description, created_at=time.time()))
 
     async def create_project(self, name: str, description: str) -> dict[str, Any]:
         async with self._engine.begin() as conn:
@@ -207,7 +210,9 @@ class AppStore:
 
     async def app_by_id(self, app_id: int) -> AppRecord:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(sa.select(*_APP_COLUMNS).select_from(_APP_JOIN).where(db.apps.c.id == app_id))).first()
+            row = (
+                await conn.execute(sa.select(*_APP_COLUMNS).select_from(_APP_JOIN).where(db.apps.c.id == app_id))
+            ).first()
         if row is None:
             raise NotFound(f"app {app_id} not found")
         return _app(row)
@@ -265,7 +270,9 @@ class AppStore:
         async with self._engine.begin() as conn:
             app = await self._active(conn, project, name)
             await conn.execute(
-                db.apps.update().where(db.apps.c.id == app.id).values(lifecycle=Lifecycle.DELETING.value, desired_instances=0, updated_at=time.time())
+                db.apps.update()
+                .where(db.apps.c.id == app.id)
+                .values(lifecycle=Lifecycle.DELETING.value, desired_instances=0, updated_at=time.time())
             )
             deployment = await self._start_deployment(
                 conn, app, kind=ChangeKind.DELETE, to_version=app.version, target=0
@@ -293,7 +300,13 @@ class AppStore:
         return _app(row)
 
     async def _store_version(
-        self, conn: AsyncConnection, app: AppRecord | None, spec: AppSpec, *, kind: ChangeKind, by: str
+        self,
+        conn: AsyncConnection,
+        app: AppRecord | None,
+        spec: AppSpec,
+        *,
+        kind: ChangeKind,
+        by: str,
     ) -> Change:
         now = time.time()
         if app is None:
@@ -308,11 +321,19 @@ class AppStore:
                     updated_at=now,
                 )
             )
-            app_id = int(result.inserted_primary_key[0])
+            app_id = db.inserted_id(result)
             version = 1
         else:
             app_id = app.id
-            version = int(await conn.scalar(sa.select(sa.func.max(db.app_versions.c.version)).where(db.app_versions.c.app_id == app_id)) or 0) + 1
+            version = (
+                int(
+                    await conn.scalar(
+                        sa.select(sa.func.max(db.app_versions.c.version)).where(db.app_versions.c.app_id == app_id)
+                    )
+                    or 0
+                )
+                + 1
+            )
         previous = app if app is not None and app.lifecycle is Lifecycle.ACTIVE else None
         template_hash = compute_template_hash(
             spec,
@@ -344,7 +365,12 @@ class AppStore:
         )
         stored = await self._require(conn, app_id)
         deployment = await self._start_deployment(
-            conn, stored, kind=kind, to_version=version, target=spec.instances, from_version=previous.version if previous else None
+            conn,
+            stored,
+            kind=kind,
+            to_version=version,
+            target=spec.instances,
+            from_version=previous.version if previous else None,
         )
         return Change(app=stored, deployment=deployment, created=kind is ChangeKind.CREATE)
 
@@ -362,8 +388,15 @@ class AppStore:
         now = time.time()
         await conn.execute(
             db.deployments.update()
-            .where(db.deployments.c.app_id == app.id, db.deployments.c.status == DeploymentStatus.RUNNING.value)
-            .values(status=DeploymentStatus.SUPERSEDED.value, finished_at=now, reason="a newer deployment replaced it")
+            .where(
+                db.deployments.c.app_id == app.id,
+                db.deployments.c.status == DeploymentStatus.RUNNING.value,
+            )
+            .values(
+                status=DeploymentStatus.SUPERSEDED.value,
+                finished_at=now,
+                reason="a newer deployment replaced it",
+            )
         )
         result = await conn.execute(
             db.deployments.insert().values(
@@ -376,14 +409,16 @@ class AppStore:
                 created_at=now,
             )
         )
-        return await self._deployment(conn, int(result.inserted_primary_key[0]))
+        return await self._deployment(conn, db.inserted_id(result))
 
     # versions and deployments -------------------------------------------------------------
 
     async def list_versions(self, app_id: int) -> list[VersionRecord]:
         async with self._engine.connect() as conn:
             rows = await conn.execute(
-                sa.select(db.app_versions).where(db.app_versions.c.app_id == app_id).order_by(db.app_versions.c.version.desc())
+                sa.select(db.app_versions)
+                .where(db.app_versions.c.app_id == app_id)
+                .order_by(db.app_versions.c.version.desc())
             )
             return [
                 VersionRecord(
@@ -414,7 +449,10 @@ class AppStore:
                 await conn.execute(
                     sa.select(*_DEPLOYMENT_COLUMNS)
                     .select_from(_DEPLOYMENT_JOIN)
-                    .where(db.deployments.c.app_id == app_id, db.deployments.c.status == DeploymentStatus.RUNNING.value)
+                    .where(
+                        db.deployments.c.app_id == app_id,
+                        db.deployments.c.status == DeploymentStatus.RUNNING.value,
+                    )
                 )
             ).first()
             return None if row is None else _deployment(row)
@@ -427,7 +465,9 @@ class AppStore:
     async def _deployment(conn: AsyncConnection, deployment_id: int) -> Deployment:
         row = (
             await conn.execute(
-                sa.select(*_DEPLOYMENT_COLUMNS).select_from(_DEPLOYMENT_JOIN).where(db.deployments.c.id == deployment_id)
+                sa.select(*_DEPLOYMENT_COLUMNS)
+                .select_from(_DEPLOYMENT_JOIN)
+                .where(db.deployments.c.id == deployment_id)
             )
         ).first()
         if row is None:
@@ -439,7 +479,10 @@ class AppStore:
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 db.deployments.update()
-                .where(db.deployments.c.id == deployment_id, db.deployments.c.status == DeploymentStatus.RUNNING.value)
+                .where(
+                    db.deployments.c.id == deployment_id,
+                    db.deployments.c.status == DeploymentStatus.RUNNING.value,
+                )
                 .values(status=status.value, reason=reason, finished_at=time.time())
             )
             return bool(result.rowcount)

@@ -16,7 +16,7 @@ from typing import Any
 from dkos.apps.spec import AppSpec
 
 
-class ChangeKind(str, enum.Enum):
+class ChangeKind(enum.StrEnum):
     CREATE = "create"
     UPDATE = "update"
     SCALE = "scale"
@@ -35,7 +35,12 @@ def _digest(value: Any) -> str:
 
 
 def compute_template_hash(
-    spec: AppSpec, *, previous_spec: AppSpec | None, previous_hash: str | None, kind: ChangeKind, version: int
+    spec: AppSpec,
+    *,
+    previous_spec: AppSpec | None,
+    previous_hash: str | None,
+    kind: ChangeKind,
+    version: int,
 ) -> str:
     """The template hash of a new version: unchanged when only `instances` changed, new on a
     restart (salted with the version so each restart differs), else the hash of the template."""

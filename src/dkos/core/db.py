@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -123,6 +124,14 @@ events = sa.Table(
     sa.Column("deployment", sa.Integer),
     sa.Column("message", sa.Text, nullable=False),
 )
+
+
+def inserted_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key an INSERT made (every table with an autoincrement id)."""
+    key = result.inserted_primary_key
+    assert key is not None, "not an INSERT"
+    return int(key[0])
+
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dkos.core import db
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     APP_CREATED = "app.created"
     APP_UPDATED = "app.updated"
     APP_DELETED = "app.deleted"
@@ -88,7 +88,7 @@ class EventBus:
                     message=message,
                 )
             )
-        event = Event(int(result.inserted_primary_key[0]), now, type.value, project, app, instance, deployment, message)
+        event = Event(db.inserted_id(result), now, type.value, project, app, instance, deployment, message)
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)
@@ -104,7 +104,12 @@ class EventBus:
         queue.put_nowait(None)
 
     async def history(
-        self, *, project: str | None, app: str | None, after_id: int | None = None, last: int | None = None
+        self,
+        *,
+        project: str | None,
+        app: str | None,
+        after_id: int | None = None,
+        last: int | None = None,
     ) -> list[Event]:
         """Stored events, oldest first: those after `after_id`, or the `last` N."""
         query = sa.select(db.events)

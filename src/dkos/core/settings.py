@@ -18,9 +18,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path(".dkos"), description="Where state, the admin token and the server id live.")
     listen: str = Field("127.0.0.1:7700", description="HOST:PORT the API listens on.")
-    database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default is the SQLite file <data_dir>/dkos.db."
-    )
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default is the SQLite file <data_dir>/dkos.db.")
     docker_url: str | None = Field(None, description="Docker Engine API URL; default DOCKER_HOST or the local socket.")
 
     resync_interval: float = Field(10.0, description="Seconds between full reconciles of every app.")
@@ -29,16 +27,20 @@ class Settings(BaseSettings):
     start_concurrency: int = Field(4, description="Containers one app starts at the same time.")
 
     min_running: float = Field(
-        1.0, description="Seconds an instance of an app without a health check must run to count as healthy."
+        1.0,
+        description="Seconds an instance of an app without a health check must run to count as healthy.",
     )
     backoff_reset_after: float = Field(
-        600.0, description="Seconds an instance must stay healthy before its slot's restart backoff is forgotten."
+        600.0,
+        description="Seconds an instance must stay healthy before its slot's restart backoff is forgotten.",
     )
     deploy_failure_threshold: int = Field(
-        3, description="Failed starts of the new version in one slot after which a deployment is marked failed."
+        3,
+        description="Failed starts of the new version in one slot after which a deployment is marked failed.",
     )
     orphan_grace: float = Field(
-        30.0, description="Seconds a labelled container nothing tracks may live before the sweeper removes it."
+        30.0,
+        description="Seconds a labelled container nothing tracks may live before the sweeper removes it.",
     )
 
     log_max_size: str = Field("10m", description="Engine-side json-file rotation: size of one file.")

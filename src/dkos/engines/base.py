@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 LABEL_OWNER = "dkos.owner"
-"""Identity of the dkos server that owns the container: two servers sharing one engine never touch each other's containers."""
+"""Identity of the dkos server that owns the container: two servers sharing one engine
+never touch each other's containers."""
 LABEL_PROJECT = "dkos.project"
 LABEL_APP = "dkos.app"
 LABEL_VERSION = "dkos.version"
@@ -67,7 +68,7 @@ class ContainerSpec:
     stop_signal: str = "SIGTERM"
 
 
-class ContainerState(str, enum.Enum):
+class ContainerState(enum.StrEnum):
     CREATED = "created"
     RUNNING = "running"
     EXITED = "exited"
@@ -125,7 +126,7 @@ class ContainerStats:
     blkio_write_bytes: int
 
 
-class LogStream(str, enum.Enum):
+class LogStream(enum.StrEnum):
     STDOUT = "stdout"
     STDERR = "stderr"
 
@@ -137,7 +138,7 @@ class LogLine:
     text: str
 
 
-class EngineEventKind(str, enum.Enum):
+class EngineEventKind(enum.StrEnum):
     STARTED = "started"
     DIED = "died"
     OOM = "oom"
@@ -225,9 +226,7 @@ class Engine(Protocol):
         """The engine's stats stream for one container, until it stops."""
         ...
 
-    def logs(
-        self, container_id: str, *, follow: bool, since: float | None = None
-    ) -> AsyncIterator[LogLine]:
+    def logs(self, container_id: str, *, follow: bool, since: float | None = None) -> AsyncIterator[LogLine]:
         """Stdout and stderr lines with their timestamps, optionally following."""
         ...
 

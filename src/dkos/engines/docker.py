@@ -202,9 +202,7 @@ class DockerEngine:
                 # so `start` either returns a started container or leaves nothing behind.
                 with contextlib.suppress(DockerError, aiohttp.ClientError, TimeoutError):
                     await self._remove(docker, container_id)
-                raise EngineError(
-                    f"container {spec.name} of image {spec.image} did not start: {exc.message}"
-                ) from exc
+                raise EngineError(f"container {spec.name} of image {spec.image} did not start: {exc.message}") from exc
             # Inspect after start: the IP is assigned when the network is attached, at start.
             data = await docker._query_json(f"containers/{container_id}/json")
         return _status_from_inspect(data)
@@ -284,9 +282,7 @@ class DockerEngine:
         their `started_at` is None (the list has only `created_at`)."""
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
         async with self._call("list containers") as docker:
-            listed = await docker._query_json(
-                "containers/json", params={"all": True, "filters": json.dumps(filters)}
-            )
+            listed = await docker._query_json("containers/json", params={"all": True, "filters": json.dumps(filters)})
             found: list[ContainerStatus] = []
             for item in listed:
                 status = _status_from_list(item)
@@ -342,9 +338,7 @@ class DockerEngine:
                     return
                 yield sample
 
-    async def logs(
-        self, container_id: str, *, follow: bool, since: float | None = None
-    ) -> AsyncIterator[LogLine]:
+    async def logs(self, container_id: str, *, follow: bool, since: float | None = None) -> AsyncIterator[LogLine]:
         """Lines in the order the engine stored them (json-file: stdout and stderr are
         copied concurrently, so lines written within microseconds on the two streams may
         swap); lines the engine split at 16 KiB are joined again. `since` is inclusive;
@@ -409,9 +403,7 @@ class DockerEngine:
         if self._docker is None:
             self._docker = aiodocker.Docker(
                 url=self.url,
-                timeout=aiohttp.ClientTimeout(
-                    total=self._request_timeout, sock_connect=self._connect_timeout
-                ),
+                timeout=aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout),
             )
         return self._docker
 
@@ -435,9 +427,7 @@ class DockerEngine:
         except DockerError as exc:
             if exc.status == _CANNOT_CONNECT:
                 raise await self._unavailable(docker, action, exc) from exc
-            raise EngineError(
-                f"Docker engine at {self.url} could not {action}: {exc.message}"
-            ) from exc
+            raise EngineError(f"Docker engine at {self.url} could not {action}: {exc.message}") from exc
         except RuntimeError as exc:
             # aiohttp's "Session is closed": another call retired this client meanwhile.
             if "closed" not in str(exc):
@@ -446,9 +436,7 @@ class DockerEngine:
         except aiohttp.ClientError as exc:
             raise EngineError(f"Docker engine at {self.url} could not {action}: {exc}") from exc
 
-    async def _unavailable(
-        self, docker: aiodocker.Docker, action: str, exc: BaseException
-    ) -> EngineUnavailable:
+    async def _unavailable(self, docker: aiodocker.Docker, action: str, exc: BaseException) -> EngineUnavailable:
         # Drop the client so the next call connects afresh. Streams still open on it end
         # with EngineUnavailable too: they ran over the connection that just failed.
         if self._docker is docker:
@@ -491,9 +479,7 @@ class DockerEngine:
     async def _kill(self, docker: aiodocker.Docker, container_id: str, signal: str) -> bool:
         """Send a signal; False when the container is gone (404) or not running (409)."""
         try:
-            async with docker._query(
-                f"containers/{container_id}/kill", "POST", params={"signal": signal}
-            ):
+            async with docker._query(f"containers/{container_id}/kill", "POST", params={"signal": signal}):
                 return True
         except DockerError as exc:
             if exc.status in (404, 409):

@@ -37,7 +37,7 @@ class HealthStatus:
     failures: int = 0
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     NONE = "none"
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"

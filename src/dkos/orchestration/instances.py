@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dkos.core import db
 
 
-class InstanceState(str, enum.Enum):
+class InstanceState(enum.StrEnum):
     PENDING = "pending"
     """Stored, container not started yet (possibly waiting out its restart backoff)."""
     STARTING = "starting"
@@ -81,7 +81,7 @@ class Instance:
         }
 
 
-def _instance(row: sa.Row[Any]) -> Instance:
+def _instance(row: Any) -> Instance:
     data = dict(row._mapping)
     data["state"] = InstanceState(data["state"])
     return Instance(**data)
@@ -109,7 +109,14 @@ class InstanceStore:
             return None if row is None else _instance(row)
 
     async def create(
-        self, *, app_id: int, app_name: str, slot: int, version: int, template_hash: str, not_before: float
+        self,
+        *,
+        app_id: int,
+        app_name: str,
+        slot: int,
+        version: int,
+        template_hash: str,
+        not_before: float,
     ) -> Instance:
         """A pending instance with the next id of the app (`<app>-<n>`, never reused)."""
         async with self._engine.begin() as conn:
@@ -179,7 +186,10 @@ class InstanceStore:
         async with self._engine.begin() as conn:
             newest = (
                 sa.select(db.instances.c.id)
-                .where(db.instances.c.app_id == app_id, db.instances.c.state.in_([s.value for s in TERMINAL]))
+                .where(
+                    db.instances.c.app_id == app_id,
+                    db.instances.c.state.in_([s.value for s in TERMINAL]),
+                )
                 .order_by(db.instances.c.ended_at.desc())
                 .limit(keep)
             )

@@ -130,7 +130,11 @@ def _observe(instance: Instance, container: ContainerStatus | None, now: float) 
 
 def _failed(instance: Instance, action: FailInstance, now: float) -> Instance:
     return dataclasses.replace(
-        instance, state=InstanceState.FAILED, reason=action.reason, exit_code=action.exit_code, ended_at=now
+        instance,
+        state=InstanceState.FAILED,
+        reason=action.reason,
+        exit_code=action.exit_code,
+        ended_at=now,
     )
 
 
@@ -163,13 +167,13 @@ def compute(
     for instance in instances:
         if instance.state not in LIVE:
             continue
-        container = container_of.get(instance.id)
-        observed = _observe(instance, container, now)
+        its_container = container_of.get(instance.id)
+        observed = _observe(instance, its_container, now)
         if isinstance(observed, FailInstance):
             actions.append(observed)
             current[instance.id] = _failed(instance, observed, now)
-            if container is not None:
-                actions.append(RemoveContainer(container))
+            if its_container is not None:
+                actions.append(RemoveContainer(its_container))
         elif observed is not None:
             actions.append(observed)
 

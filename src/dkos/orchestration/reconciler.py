@@ -245,7 +245,11 @@ class Reconciler:
             self.nudge(app_id)
 
     def _labels(self, app: AppRecord) -> dict[str, str]:
-        return {base.LABEL_OWNER: self._owner, base.LABEL_PROJECT: app.project, base.LABEL_APP: app.name}
+        return {
+            base.LABEL_OWNER: self._owner,
+            base.LABEL_PROJECT: app.project,
+            base.LABEL_APP: app.name,
+        }
 
     async def _execute(self, app: AppRecord, actions: tuple[plan.Action, ...]) -> bool:
         """Carry out a plan; True when something changed that the next pass should see."""
@@ -264,7 +268,9 @@ class Reconciler:
                     )
                     wait = not_before - self._clock()
                     await self._instance_event(
-                        app, instance, f"restart backoff: starts in {wait:.1f}s" if wait > 0 else "created"
+                        app,
+                        instance,
+                        f"restart backoff: starts in {wait:.1f}s" if wait > 0 else "created",
                     )
                     if wait <= 0:
                         starts.append(instance)
@@ -349,7 +355,10 @@ class Reconciler:
     async def _stop(self, app: AppRecord, instance: Instance, reason: str) -> None:
         """Drain-free stop for now: SIGTERM, SIGKILL after the grace period, remove, record."""
         stopping = await self._instances.transition(
-            instance, InstanceState.STOPPING, allowed_from=LIVE | {InstanceState.STOPPING}, reason=reason
+            instance,
+            InstanceState.STOPPING,
+            allowed_from=LIVE | {InstanceState.STOPPING},
+            reason=reason,
         )
         if stopping is None:
             return
@@ -360,7 +369,10 @@ class Reconciler:
         await self._engine.stop(name, grace=app.spec.stop_grace_period)
         await self._engine.destroy(name)
         stopped = await self._instances.transition(
-            stopping, InstanceState.STOPPED, allowed_from={InstanceState.STOPPING}, ended_at=self._clock()
+            stopping,
+            InstanceState.STOPPED,
+            allowed_from={InstanceState.STOPPING},
+            ended_at=self._clock(),
         )
         if stopped is not None:
             await self._instance_event(app, stopped, reason)
@@ -436,7 +448,11 @@ class Reconciler:
         ]
 
     async def _on_health(
-        self, target: health.Target, status: health.HealthStatus, verdict: health.Verdict, result: health.ProbeResult
+        self,
+        target: health.Target,
+        status: health.HealthStatus,
+        verdict: health.Verdict,
+        result: health.ProbeResult,
     ) -> None:
         instance = await self._instances.get(target.app_id, target.instance_id)
         if instance is None:
@@ -453,7 +469,10 @@ class Reconciler:
             message = f"health check passed: {result.detail}"
         elif verdict is health.Verdict.UNHEALTHY:
             moved = await self._instances.transition(
-                instance, InstanceState.UNHEALTHY, allowed_from={InstanceState.HEALTHY}, reason=result.detail
+                instance,
+                InstanceState.UNHEALTHY,
+                allowed_from={InstanceState.HEALTHY},
+                reason=result.detail,
             )
             message = f"health check failed: {result.detail}"
         else:
@@ -463,7 +482,11 @@ class Reconciler:
             )
         if moved is not None:
             await self._bus.emit(
-                _INSTANCE_EVENTS[moved.state], message, project=target.project, app=target.app, instance=moved.id
+                _INSTANCE_EVENTS[moved.state],
+                message,
+                project=target.project,
+                app=target.app,
+                instance=moved.id,
             )
             self.nudge(target.app_id)
 
@@ -503,7 +526,10 @@ class Reconciler:
             await self._engine_up.wait()
             try:
                 async for event in self._engine.events({base.LABEL_OWNER: self._owner}):
-                    key = (event.labels.get(base.LABEL_PROJECT, ""), event.labels.get(base.LABEL_APP, ""))
+                    key = (
+                        event.labels.get(base.LABEL_PROJECT, ""),
+                        event.labels.get(base.LABEL_APP, ""),
+                    )
                     app_id = self._app_ids.get(key)
                     if app_id is not None:
                         self.nudge(app_id)
@@ -532,7 +558,10 @@ class Reconciler:
     async def _sweep(self, known: set[tuple[str, str]]) -> None:
         now = self._clock()
         for container in await self._engine.recover({base.LABEL_OWNER: self._owner}):
-            key = (container.labels.get(base.LABEL_PROJECT, ""), container.labels.get(base.LABEL_APP, ""))
+            key = (
+                container.labels.get(base.LABEL_PROJECT, ""),
+                container.labels.get(base.LABEL_APP, ""),
+            )
             if key in known or now - (container.created_at or 0.0) < self._settings.orphan_grace:
                 continue
             log.info("removing container %s: it belongs to no app", container.name)

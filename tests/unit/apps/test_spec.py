@@ -17,7 +17,8 @@ instances: 2
 resources: {cpus: 0.5, memory: 128}
 ports:
   - {name: http, container_port: 8080, protocol: http}
-health_check: {type: http, port: http, path: /health, grace_period: 10, interval: 2, timeout: 1, max_consecutive_failures: 3}
+health_check: {type: http, port: http, path: /health, grace_period: 10, interval: 2, timeout: 1,
+               max_consecutive_failures: 3}
 stop_grace_period: 10
 restart: {initial_delay: 1, factor: 2, max_delay: 300}
 labels: {team: news}
@@ -41,7 +42,10 @@ def test_json_is_accepted_and_defaults_fill_in() -> None:
 
 
 def test_env_values_written_as_numbers_become_text() -> None:
-    assert spec.parse("name: a\nimage: x\nenv: {PORT: 8080, DEBUG: true}").env == {"PORT": "8080", "DEBUG": "true"}
+    assert spec.parse("name: a\nimage: x\nenv: {PORT: 8080, DEBUG: true}").env == {
+        "PORT": "8080",
+        "DEBUG": "true",
+    }
 
 
 @pytest.mark.parametrize(
@@ -56,8 +60,16 @@ def test_env_values_written_as_numbers_become_text() -> None:
         ("name: web\nimage: x\ninstance: 3", "instance", "is not a known field"),
         ("name: web\nimage: x\nresources: {memory: 2}", "resources.memory", "must be ≥ 6"),
         ("name: web\nimage: x\nresources: {cpus: 0}", "resources.cpus", "must be > 0"),
-        ("name: web\nimage: x\nports: [{name: http, container_port: 70000}]", "ports.0.container_port", "≤ 65535"),
-        ("name: web\nimage: x\nports: [{name: a, container_port: 80, protocol: udp}]", "ports.0.protocol", "one of"),
+        (
+            "name: web\nimage: x\nports: [{name: http, container_port: 70000}]",
+            "ports.0.container_port",
+            "≤ 65535",
+        ),
+        (
+            "name: web\nimage: x\nports: [{name: a, container_port: 80, protocol: udp}]",
+            "ports.0.protocol",
+            "one of",
+        ),
         (
             "name: web\nimage: x\nports: [{name: a, container_port: 80}, {name: a, container_port: 81}]",
             "ports",
@@ -74,12 +86,24 @@ def test_env_values_written_as_numbers_become_text() -> None:
             "health_check.timeout",
             "must be ≤ interval",
         ),
-        ("name: web\nimage: x\nhealth_check: {type: command}", "health_check.command", "is required"),
-        ("name: web\nimage: x\nports: [{name: h, container_port: 80}]\nhealth_check: {path: health}", "health_check.path", "must start with '/'"),
+        (
+            "name: web\nimage: x\nhealth_check: {type: command}",
+            "health_check.command",
+            "is required",
+        ),
+        (
+            "name: web\nimage: x\nports: [{name: h, container_port: 80}]\nhealth_check: {path: health}",
+            "health_check.path",
+            "must start with '/'",
+        ),
         ("name: web\nimage: x\nenv: {DKOS_APP: x}", "env", "set by dkos"),
         ("name: web\nimage: x\nenv: {'1BAD': x}", "env", "not a valid variable name"),
         ("name: web\nimage: x\nlabels: {dkos.app: x}", "labels", "set by dkos"),
-        ("name: web\nimage: x\nrestart: {initial_delay: 10, max_delay: 5}", "restart.max_delay", "must be ≥ initial_delay"),
+        (
+            "name: web\nimage: x\nrestart: {initial_delay: 10, max_delay: 5}",
+            "restart.max_delay",
+            "must be ≥ initial_delay",
+        ),
         ("name: web\nimage: x\nrestart: {factor: 0.5}", "restart.factor", "must be ≥ 1"),
         ("name: web\nimage: x\nstop_grace_period: -1", "stop_grace_period", "must be ≥ 0"),
         ("- just\n- a list", "spec", "must be a mapping"),

@@ -9,7 +9,14 @@ POLICY = RestartBackoff(initial_delay=1, factor=2, max_delay=300)
 
 def _ended(n: int, state: InstanceState, ended_at: float, healthy_at: float | None = None) -> Instance:
     return Instance(
-        app_id=1, id=f"web-{n}", slot=0, version=1, template_hash="t", state=state, ended_at=ended_at, healthy_at=healthy_at
+        app_id=1,
+        id=f"web-{n}",
+        slot=0,
+        version=1,
+        template_hash="t",
+        state=state,
+        ended_at=ended_at,
+        healthy_at=healthy_at,
     )
 
 

@@ -3,7 +3,14 @@ from __future__ import annotations
 import asyncio
 
 from dkos.apps.spec import HealthCheck
-from dkos.orchestration.health import HealthStatus, ProbeResult, Verdict, judge, probe_http, probe_tcp
+from dkos.orchestration.health import (
+    HealthStatus,
+    ProbeResult,
+    Verdict,
+    judge,
+    probe_http,
+    probe_tcp,
+)
 from dkos.orchestration.instances import InstanceState
 
 CHECK = HealthCheck(grace_period=10, interval=2, timeout=1, max_consecutive_failures=3)
@@ -61,7 +68,11 @@ async def _serve(status_line: bytes) -> tuple[asyncio.Server, int]:
 
 
 async def test_http_probe_passes_on_2xx_and_3xx_and_fails_on_5xx() -> None:
-    for line, passed in ((b"HTTP/1.1 200 OK", True), (b"HTTP/1.1 302 Found", True), (b"HTTP/1.1 500 Oops", False)):
+    for line, passed in (
+        (b"HTTP/1.1 200 OK", True),
+        (b"HTTP/1.1 302 Found", True),
+        (b"HTTP/1.1 500 Oops", False),
+    ):
         server, port = await _serve(line)
         async with server:
             result = await probe_http("127.0.0.1", port, "/health", 1)

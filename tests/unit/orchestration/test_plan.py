@@ -14,11 +14,18 @@ S = InstanceState
 
 def _app(instances: int = 3, template: str = "t1", deleting: bool = False) -> plan.DesiredApp:
     return plan.DesiredApp(
-        app_id=1, version=1, template_hash=template, instances=instances, deleting=deleting, restart=RestartBackoff()
+        app_id=1,
+        version=1,
+        template_hash=template,
+        instances=instances,
+        deleting=deleting,
+        restart=RestartBackoff(),
     )
 
 
-def _instance(n: int, state: InstanceState, *, slot: int | None = None, template: str = "t1", **fields: object) -> Instance:
+def _instance(
+    n: int, state: InstanceState, *, slot: int | None = None, template: str = "t1", **fields: object
+) -> Instance:
     return Instance(
         app_id=1,
         id=f"web-{n}",
@@ -101,8 +108,20 @@ def test_a_container_started_just_before_a_crash_is_adopted_not_duplicated() -> 
 
 
 def test_containers_nothing_tracks_are_swept_after_the_grace_period() -> None:
-    old = ContainerStatus(id="x", name="x", labels={LABEL_INSTANCE: "web-99"}, state=ContainerState.RUNNING, created_at=NOW - 31)
-    young = ContainerStatus(id="y", name="y", labels={LABEL_INSTANCE: "web-98"}, state=ContainerState.RUNNING, created_at=NOW - 5)
+    old = ContainerStatus(
+        id="x",
+        name="x",
+        labels={LABEL_INSTANCE: "web-99"},
+        state=ContainerState.RUNNING,
+        created_at=NOW - 31,
+    )
+    young = ContainerStatus(
+        id="y",
+        name="y",
+        labels={LABEL_INSTANCE: "web-98"},
+        state=ContainerState.RUNNING,
+        created_at=NOW - 5,
+    )
     decided = _compute(_app(0), [], [old, young])
     assert decided.actions == (plan.RemoveContainer(old),)
 

@@ -6,13 +6,31 @@ from dkos.orchestration.instances import Instance, InstanceState
 from dkos.orchestration.progress import Outcome, compute_outcome
 
 DEPLOYMENT = Deployment(
-    id=1, app_id=1, project="default", app="web", kind=ChangeKind.UPDATE, from_version=1, to_version=2,
-    target_instances=2, status=DeploymentStatus.RUNNING, reason="", created_at=100.0, finished_at=None,
+    id=1,
+    app_id=1,
+    project="default",
+    app="web",
+    kind=ChangeKind.UPDATE,
+    from_version=1,
+    to_version=2,
+    target_instances=2,
+    status=DeploymentStatus.RUNNING,
+    reason="",
+    created_at=100.0,
+    finished_at=None,
 )
 
 
 def _instance(n: int, state: InstanceState, template: str = "t2", **fields: object) -> Instance:
-    return Instance(app_id=1, id=f"web-{n}", slot=fields.pop("slot", n), version=2, template_hash=template, state=state, **fields)  # type: ignore[arg-type]
+    return Instance(
+        app_id=1,
+        id=f"web-{n}",
+        slot=fields.pop("slot", n),
+        version=2,
+        template_hash=template,
+        state=state,
+        **fields,
+    )  # type: ignore[arg-type]
 
 
 def _outcome(instances: list[Instance]) -> Outcome | None:
@@ -31,7 +49,13 @@ def test_is_under_way_while_an_old_instance_still_runs() -> None:
 
 
 def test_fails_at_once_on_a_missing_image() -> None:
-    missing = _instance(0, InstanceState.FAILED, reason="image not found: foo:1", permanent_failure=True, ended_at=101.0)
+    missing = _instance(
+        0,
+        InstanceState.FAILED,
+        reason="image not found: foo:1",
+        permanent_failure=True,
+        ended_at=101.0,
+    )
     outcome = _outcome([missing])
     assert outcome is not None and outcome.status is DeploymentStatus.FAILED
     assert "image not found: foo:1" in outcome.reason
