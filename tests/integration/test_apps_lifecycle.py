@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,3 +229,73 @@ def test_sigterm_stops_the_server_and_leaves_instances_running(server: DkosServe
     server.start()
     after = {i["container_id"] for i in server.wait_healthy("web", 2)}
     assert after == before, "a restarted server adopts what runs"
+
+
+def test_an_instance_that_turns_unhealthy_is_replaced_and_says_why(server: DkosServer) -> None:
+    server.deploy(web(instances=2))
+    sick = server.wait_healthy("web", 2)[0]
+    docker("exec", sick["container_id"], "wget", "-qO-", "http://127.0.0.1:8080/control/unhealthy")
+
+    def replaced() -> dict[str, Any] | None:
+        gone = {i["id"]: i for i in server.instances("web", all=True)}.get(sick["id"])
+        return gone if gone and gone["state"] == "failed" else None
+
+    failed = wait_until(replaced, timeout=15, what="the sick instance to be replaced")
+    assert failed["reason"] == "health check failed 3 times: HTTP 500"
+    assert sick["id"] not in {i["id"] for i in server.wait_healthy("web", 2, timeout=15)}
+    events = server.get("/v1/events", params={"app": "web", "tail": 100, "follow": "false"}).text
+    assert "health check failed: HTTP 500" in events  # the unhealthy transition came first
+
+
+def test_a_new_version_replaces_instances_one_at_a_time(server: DkosServer) -> None:
+    server.deploy(web(instances=2))
+    old = {i["id"] for i in server.wait_healthy("web", 2)}
+    answer = server.deploy(web(instances=2, image="dkos-demo:2"))
+    assert answer["deployment"]["kind"] == "update"
+    healthy_counts = []
+
+    def finished() -> bool:
+        live = server.instances("web")
+        healthy_counts.append(sum(1 for i in live if i["state"] == "healthy"))
+        states = server.get(f"/v1/deployments/{answer['deployment']['id']}").json()["status"]
+        return states == "succeeded"
+
+    wait_until(finished, timeout=30, interval=0.05, what="the rolling update")
+    assert min(healthy_counts) >= 2, f"capacity dropped during the rollout: {healthy_counts}"
+    new = server.wait_healthy("web", 2)
+    assert not {i["id"] for i in new} & old
+    assert all(i["version"] == 2 for i in new)
+    body = docker("exec", new[0]["container_id"], "wget", "-qO-", "http://127.0.0.1:8080/")
+    assert "image_version 2" in body
+
+
+def test_a_followed_event_stream_delivers_new_events_live_and_resumes_by_id(server: DkosServer) -> None:
+    import httpx
+
+    seen: list[str] = []
+    last_id = None
+    with httpx.stream(
+        "GET",
+        server.url + "/v1/events",
+        params={"app": "web"},
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=30,
+    ) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        server.deploy(web(instances=1))
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                last_id = line.removeprefix("id: ")
+            if line.startswith("event: "):
+                seen.append(line.removeprefix("event: "))
+                if seen[-1] == "instance.healthy":
+                    break
+    assert seen[:2] == ["app.created", "deployment.started"]
+    assert "instance.starting" in seen
+    server.post("/v1/apps/web/scale", json={"instances": 0})
+    resumed = server.get(
+        "/v1/events", params={"app": "web", "follow": "false"}, headers={"Last-Event-ID": str(last_id)}
+    ).text
+    ids = [int(found) for found in re.findall(r"^id: (\d+)$", resumed, re.MULTILINE)]
+    assert ids and min(ids) > int(str(last_id)), "replayed from just after the id, nothing earlier"
+    assert "event: app.updated" in resumed
