@@ -299,3 +299,22 @@ def test_a_followed_event_stream_delivers_new_events_live_and_resumes_by_id(serv
     ids = [int(found) for found in re.findall(r"^id: (\d+)$", resumed, re.MULTILINE)]
     assert ids and min(ids) > int(str(last_id)), "replayed from just after the id, nothing earlier"
     assert "event: app.updated" in resumed
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        {"type": "tcp", "interval": 1, "timeout": 1, "grace_period": 5},
+        {"type": "command", "command": ["/bin/sh", "-c", "test ! -e /tmp/demo/unhealthy"], "interval": 1, "timeout": 1},
+    ],
+    ids=["tcp", "command"],
+)
+def test_tcp_and_command_checks_judge_instances_too(server: DkosServer, check: dict[str, Any]) -> None:
+    server.deploy(web(instances=1, health_check=check))
+    [instance] = server.wait_healthy("web", 1, timeout=15)
+    if check["type"] == "command":
+        docker("exec", instance["container_id"], "touch", "/tmp/demo/unhealthy")
+        wait_until(
+            lambda: server.instances("web", all=True)[0]["state"] == "failed", timeout=10, what="the failing check"
+        )
+        assert server.instances("web", all=True)[0]["reason"] == "health check failed 3 times: command exited with code 1"
