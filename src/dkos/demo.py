@@ -9,15 +9,13 @@ and the next start adopts them.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import sys
 from pathlib import Path
 
 import httpx
 
 from dkos.core.settings import Settings
-from dkos.server import serve
+from dkos.server import configure_logging, serve
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "examples" / "web.yaml"
 
@@ -77,10 +75,7 @@ async def _main() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("DKOS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     try:
         asyncio.run(_main())
     except KeyboardInterrupt:

@@ -130,9 +130,15 @@ async def serve(settings: Settings) -> None:
             await docker.close()
 
 
-def run(*, data_dir: Path, listen: str) -> None:
+def configure_logging() -> None:
     logging.basicConfig(
         level=os.environ.get("DKOS_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for chatty in ("httpx", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def run(*, data_dir: Path, listen: str) -> None:
+    configure_logging()
     asyncio.run(serve(Settings(data_dir=data_dir, listen=listen)))

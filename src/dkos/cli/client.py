@@ -56,9 +56,7 @@ class ClientError(Exception):
 class ApiError(ClientError):
     """Raised when the server answers with a status ≥ 400 (see the table in docs/api.md)."""
 
-    def __init__(
-        self, status: int, error: str, message: str, details: list[FieldProblem] | None = None
-    ) -> None:
+    def __init__(self, status: int, error: str, message: str, details: list[FieldProblem] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
@@ -135,13 +133,9 @@ class Client:
 
     def deploy(self, spec_text: str, *, content_type: str) -> DeployResult:
         """`POST /v1/apps` with the spec file's text as written: dkos keeps what the user wrote."""
-        response = self._send(
-            "POST", "/v1/apps", content=spec_text.encode(), headers={"Content-Type": content_type}
-        )
+        response = self._send("POST", "/v1/apps", content=spec_text.encode(), headers={"Content-Type": content_type})
         body = _body(response)
-        return DeployResult(
-            created=response.status_code == 201, app=body["app"], deployment=body.get("deployment")
-        )
+        return DeployResult(created=response.status_code == 201, app=body["app"], deployment=body.get("deployment"))
 
     def list_apps(self, project: str | None) -> list[JSON]:
         """`GET /v1/apps`; `project` None lists every project's apps."""
@@ -167,9 +161,7 @@ class Client:
         return self._json("DELETE", _app_path(app), params={"project": project})
 
     def versions(self, app: str, project: str) -> list[JSON]:
-        return list(
-            self._json("GET", _app_path(app, "versions"), params={"project": project})["versions"]
-        )
+        return list(self._json("GET", _app_path(app, "versions"), params={"project": project})["versions"])
 
     def instances(self, app: str, project: str, *, include_ended: bool = False) -> list[JSON]:
         """Live instances, or with `include_ended` the stopped and failed ones too."""
@@ -179,11 +171,7 @@ class Client:
         return list(self._json("GET", _app_path(app, "instances"), params=params)["instances"])
 
     def deployments(self, app: str, project: str) -> list[JSON]:
-        return list(
-            self._json("GET", _app_path(app, "deployments"), params={"project": project})[
-                "deployments"
-            ]
-        )
+        return list(self._json("GET", _app_path(app, "deployments"), params={"project": project})["deployments"])
 
     def deployment(self, deployment_id: str) -> JSON:
         return self._json("GET", f"/v1/deployments/{quote(deployment_id, safe='')}")
@@ -216,9 +204,7 @@ class Client:
         # keep-alive comments tell it is alive, so the read timeout is theirs, not ours.
         timeout = httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT if follow else self.timeout)
         try:
-            with self._http.stream(
-                "GET", "/v1/events", params=params, headers=headers, timeout=timeout
-            ) as response:
+            with self._http.stream("GET", "/v1/events", params=params, headers=headers, timeout=timeout) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise _api_error(response)
@@ -245,12 +231,8 @@ class Client:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.UnsupportedProtocol):
             return Unreachable(self.base_url, str(exc) or type(exc).__name__)
         if isinstance(exc, httpx.TimeoutException):
-            return ConnectionLost(
-                f"dkos at {self.base_url} did not answer in time ({type(exc).__name__})"
-            )
-        return ConnectionLost(
-            f"the connection to dkos at {self.base_url} failed: {exc or type(exc).__name__}"
-        )
+            return ConnectionLost(f"dkos at {self.base_url} did not answer in time ({type(exc).__name__})")
+        return ConnectionLost(f"the connection to dkos at {self.base_url} failed: {exc or type(exc).__name__}")
 
 
 def _app_path(app: str, *rest: str) -> str:
@@ -263,8 +245,7 @@ def _body(response: httpx.Response) -> JSON:
         body = response.json()
     except ValueError as exc:
         raise ClientError(
-            f"dkos answered {response.status_code} with something that is not JSON: "
-            f"{response.text[:200]!r}"
+            f"dkos answered {response.status_code} with something that is not JSON: {response.text[:200]!r}"
         ) from exc
     if not isinstance(body, dict):
         raise ClientError(f"dkos answered {response.status_code} with JSON that is not an object")
@@ -297,13 +278,9 @@ def _event(message: sse.Message) -> JSON:
     try:
         event = json.loads(message.data)
     except ValueError as exc:
-        raise ClientError(
-            f"dkos sent an event whose data is not JSON: {message.data[:200]!r}"
-        ) from exc
+        raise ClientError(f"dkos sent an event whose data is not JSON: {message.data[:200]!r}") from exc
     if not isinstance(event, dict):
-        raise ClientError(
-            f"dkos sent an event whose data is not a JSON object: {message.data[:200]!r}"
-        )
+        raise ClientError(f"dkos sent an event whose data is not a JSON object: {message.data[:200]!r}")
     # The SSE fields are the fallback: the data object is what docs/api.md promises.
     event.setdefault("id", message.id)
     event.setdefault("type", message.event)

@@ -72,9 +72,7 @@ def load(path: Path) -> Login | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise errors.Failure(
-            f"cannot read {path}: {exc.strerror}", errors.ExitCode.INVALID
-        ) from exc
+        raise errors.Failure(f"cannot read {path}: {exc.strerror}", errors.ExitCode.INVALID) from exc
     try:
         data = json.loads(text)
         return Login(url=str(data["url"]), token=str(data["token"]))
@@ -111,9 +109,7 @@ def resolve(env: Mapping[str, str], *, cwd: Path) -> Target:
     if token is None and saved is not None and saved.url == url:
         token = saved.token
     if token is None and _is_loopback(url):
-        token = _read_admin_token(
-            cwd / (env.get("DKOS_DATA_DIR") or DEFAULT_DATA_DIR) / ADMIN_TOKEN_FILE
-        )
+        token = _read_admin_token(cwd / (env.get("DKOS_DATA_DIR") or DEFAULT_DATA_DIR) / ADMIN_TOKEN_FILE)
     return Target(url=url, token=token)
 
 

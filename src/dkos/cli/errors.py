@@ -69,9 +69,7 @@ def _describe_api_error(exc: client.ApiError) -> Report:
     if exc.status == 422:
         if not exc.details:
             return Report([f"invalid spec: {exc.message}"], ExitCode.INVALID)
-        return Report(
-            ["invalid spec:", *(f"  {d.field}: {d.rule}" for d in exc.details)], ExitCode.INVALID
-        )
+        return Report(["invalid spec:", *(f"  {d.field}: {d.rule}" for d in exc.details)], ExitCode.INVALID)
     if exc.status == 401:
         return Report(["unauthorized: check DKOS_TOKEN or run dkos login"], ExitCode.UNAUTHORIZED)
     if exc.status == 404:

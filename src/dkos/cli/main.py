@@ -28,10 +28,13 @@ app = typer.Typer(
     cls=errors.Group,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="dkos: run containers as apps on your own machines.",
+    # Markdown: help prose is rewrapped to the terminal, and `[` in it is not rich markup.
+    rich_markup_mode="markdown",
 )
 apps_app = typer.Typer(
-    no_args_is_help=True, help="Deploy, inspect, scale, restart and delete apps."
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="Deploy, inspect, scale, restart and delete apps.",
 )
 app.add_typer(apps_app, name="apps")
 
@@ -53,23 +56,17 @@ def _connect() -> client.Client:
 
 # -- options shared by commands ---------------------------------------------------------
 
-OutputOption = Annotated[
-    output.Format, typer.Option("--output", "-o", help="table for people, json for programs.")
-]
+OutputOption = Annotated[output.Format, typer.Option("--output", "-o", help="table for people, json for programs.")]
 ProjectOption = Annotated[str, typer.Option("--project", "-p", help="The app's project.")]
 WaitOption = Annotated[
     bool,
-    typer.Option(
-        "--wait", help="Show progress until the deployment ends; exit 1 if it fails or times out."
-    ),
+    typer.Option("--wait", help="Show progress until the deployment ends; exit 1 if it fails or times out."),
 ]
 TimeoutOption = Annotated[
     float,
-    typer.Option(
-        "--timeout", min=0, help="Seconds --wait waits; the deployment goes on after it gives up."
-    ),
+    typer.Option("--timeout", min=0, help="Seconds --wait waits; the deployment goes on after it gives up."),
 ]
-AppArgument = Annotated[str, typer.Argument(help="The app's name.", show_default=False)]
+AppArgument = Annotated[str, typer.Argument(metavar="APP", help="The app's name.", show_default=False)]
 
 
 def _finish(outcome: wait.Outcome) -> None:
@@ -96,9 +93,7 @@ def _root(
     The CLI talks to a dkos server: DKOS_URL and DKOS_TOKEN, else the login saved by
     `dkos login`, else http://127.0.0.1:7700 with ./.dkos/admin.token.
 
-    Example:
-
-        dkos apps deploy web.yaml --wait
+    Example: `dkos apps deploy web.yaml --wait`
     """
 
 
@@ -116,9 +111,7 @@ def _check_listen(value: str) -> str:
 def server(
     data_dir: Annotated[
         Path,
-        typer.Option(
-            "--data-dir", envvar="DKOS_DATA_DIR", help="Where state and the admin token live."
-        ),
+        typer.Option("--data-dir", envvar="DKOS_DATA_DIR", help="Where state and the admin token live."),
     ] = Path(config.DEFAULT_DATA_DIR),
     listen: Annotated[
         str,
@@ -134,9 +127,7 @@ def server(
 
     It writes an admin token to DATA_DIR/admin.token on first start.
 
-    Example:
-
-        dkos server --data-dir /var/lib/dkos --listen 0.0.0.0:7700
+    Example: `dkos server --data-dir /var/lib/dkos --listen 0.0.0.0:7700`
     """
     try:
         # Imported here, not at the top: the server's dependencies (FastAPI, SQLAlchemy,
@@ -153,15 +144,11 @@ def server(
 def login(
     server_url: Annotated[
         str,
-        typer.Option(
-            "--server", help="The server's URL, e.g. https://dkos.example.com.", show_default=False
-        ),
+        typer.Option("--server", help="The server's URL, e.g. https://dkos.example.com.", show_default=False),
     ],
     token_file: Annotated[
         Path,
-        typer.Option(
-            "--token-file", help="A file holding the token (keeps it out of shell history)."
-        ),
+        typer.Option("--token-file", help="A file holding the token (keeps it out of shell history)."),
     ],
 ) -> None:
     """Save a server URL and token for later commands, after checking the server accepts the token.
@@ -169,17 +156,13 @@ def login(
     The login goes to $XDG_CONFIG_HOME/dkos/config.json (default ~/.config/dkos/), readable
     only by you. DKOS_URL and DKOS_TOKEN, when set, still win over it.
 
-    Example:
-
-        dkos login --server http://dkos.internal:7700 --token-file ~/dkos.token
+    Example: `dkos login --server http://dkos.internal:7700 --token-file ~/dkos.token`
     """
     url = config.normalize_url(server_url)
     try:
         token = token_file.read_text().strip()
     except OSError as exc:
-        raise errors.Failure(
-            f"cannot read token file {token_file}: {exc.strerror}", errors.ExitCode.INVALID
-        ) from exc
+        raise errors.Failure(f"cannot read token file {token_file}: {exc.strerror}", errors.ExitCode.INVALID) from exc
     if not token:
         raise errors.Failure(f"token file {token_file} is empty", errors.ExitCode.INVALID)
     with new_client(url, token) as api:
@@ -214,7 +197,7 @@ def _warn_if_engine_down(health: client.JSON) -> None:
 @apps_app.command("deploy")
 def apps_deploy(
     file: Annotated[
-        Path, typer.Argument(help="The app spec, YAML (.yaml, .yml) or JSON.", show_default=False)
+        Path, typer.Argument(metavar="FILE", help="The app spec, YAML (.yaml, .yml) or JSON.", show_default=False)
     ],
     wait_: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
@@ -224,9 +207,7 @@ def apps_deploy(
     The spec names the app and its project. Deploying a spec identical to the current
     version changes nothing.
 
-    Example:
-
-        dkos apps deploy web.yaml --wait --timeout 600
+    Example: `dkos apps deploy web.yaml --wait --timeout 600`
     """
     spec = specfile.read(file)
     with _connect() as api:
@@ -241,9 +222,7 @@ def apps_deploy(
             return
         verb = "created" if result.created else "updated"
         deployment_id = result.deployment["id"]
-        typer.echo(
-            f"{verb} {name} (project {project}): version {version}, deployment {deployment_id}"
-        )
+        typer.echo(f"{verb} {name} (project {project}): version {version}, deployment {deployment_id}")
         if wait_:
             _finish(wait.wait_for_deployment(api, result.deployment, timeout=timeout))
 
@@ -251,16 +230,12 @@ def apps_deploy(
 @apps_app.command("list")
 def apps_list(
     project: ProjectOption = "default",
-    all_projects: Annotated[
-        bool, typer.Option("--all-projects", "-A", help="List the apps of every project.")
-    ] = False,
+    all_projects: Annotated[bool, typer.Option("--all-projects", "-A", help="List the apps of every project.")] = False,
     output_: OutputOption = output.Format.TABLE,
 ) -> None:
     """List apps with their state, version and healthy instances.
 
-    Example:
-
-        dkos apps list -p news -o json
+    Example: `dkos apps list -p news -o json`
     """
     with _connect() as api:
         # Apps look stuck when the engine is down; say why before the listing, not after.
@@ -283,9 +258,7 @@ def apps_show(
 ) -> None:
     """Show one app: state, version, live instances and its full spec.
 
-    Example:
-
-        dkos apps show web -p news
+    Example: `dkos apps show web -p news`
     """
     with _connect() as api:
         found = api.get_app(app_name, project)
@@ -299,7 +272,7 @@ def apps_show(
 def apps_scale(
     app_name: AppArgument,
     instances: Annotated[
-        int, typer.Argument(min=0, help="How many instances to run.", show_default=False)
+        int, typer.Argument(min=0, metavar="N", help="How many instances to run.", show_default=False)
     ],
     project: ProjectOption = "default",
     wait_: WaitOption = False,
@@ -307,9 +280,7 @@ def apps_scale(
 ) -> None:
     """Run N instances of an app (0 stops them all but keeps the app).
 
-    Example:
-
-        dkos apps scale web 5 --wait
+    Example: `dkos apps scale web 5 --wait`
     """
     with _connect() as api:
         answer = api.scale(app_name, project, instances)
@@ -331,18 +302,14 @@ def apps_restart(
 ) -> None:
     """Replace every instance, one at a time, each new one healthy before an old one stops.
 
-    Example:
-
-        dkos apps restart web --wait
+    Example: `dkos apps restart web --wait`
     """
     with _connect() as api:
         answer = api.restart(app_name, project)
         _report_change(api, answer, doing=f"restarting {app_name}", wait_=wait_, timeout=timeout)
 
 
-def _report_change(
-    api: client.Client, answer: client.JSON, *, doing: str, wait_: bool, timeout: float
-) -> None:
+def _report_change(api: client.Client, answer: client.JSON, *, doing: str, wait_: bool, timeout: float) -> None:
     """Say which deployment a scale or restart started, and follow it with --wait."""
     deployment = answer.get("deployment")
     if deployment is None:
@@ -362,9 +329,7 @@ def apps_delete(
 ) -> None:
     """Delete an app: stop its instances gracefully (SIGTERM, then SIGKILL), then forget it.
 
-    Example:
-
-        dkos apps delete web --wait
+    Example: `dkos apps delete web --wait`
     """
     with _connect() as api:
         answer = api.delete_app(app_name, project)
@@ -383,9 +348,7 @@ def apps_versions(
 ) -> None:
     """List an app's versions, newest first, with what changed in each.
 
-    Example:
-
-        dkos apps versions web -o json
+    Example: `dkos apps versions web -o json`
     """
     with _connect() as api:
         versions = api.versions(app_name, project)
@@ -404,17 +367,13 @@ def instances_command(
     project: ProjectOption = "default",
     include_ended: Annotated[
         bool,
-        typer.Option(
-            "--all", "-a", help="Include stopped and failed instances, with why they ended."
-        ),
+        typer.Option("--all", "-a", help="Include stopped and failed instances, with why they ended."),
     ] = False,
     output_: OutputOption = output.Format.TABLE,
 ) -> None:
     """List an app's instances: state, address, container and why any failed.
 
-    Example:
-
-        dkos instances web --all
+    Example: `dkos instances web --all`
     """
     with _connect() as api:
         found = api.instances(app_name, project, include_ended=include_ended)
@@ -428,12 +387,8 @@ def instances_command(
 
 @app.command("events")
 def events_command(
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")
-    ] = False,
-    tail: Annotated[
-        int, typer.Option("--tail", "-n", min=0, help="How many past events to print first.")
-    ] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")] = False,
+    tail: Annotated[int, typer.Option("--tail", "-n", min=0, help="How many past events to print first.")] = 20,
     project: Annotated[
         str | None,
         typer.Option("--project", "-p", help="Only this project's events (default: all)."),
@@ -445,9 +400,7 @@ def events_command(
 
     With -o json, each event is one JSON object on its own line.
 
-    Example:
-
-        dkos events -f --app web
+    Example: `dkos events -f --app web`
     """
     printer = output.stdout()
 

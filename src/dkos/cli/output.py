@@ -181,9 +181,7 @@ def app_detail(app: Mapping[str, Any], *, now: float) -> RenderableType:
     summary.add_row("updated", Text(format_time(app.get("updated_at"))))
     parts: list[RenderableType] = [summary, Text("")]
     instances = app.get("instances") or []
-    parts.append(
-        instances_table(instances, now=now) if instances else Text("no live instances", style="dim")
-    )
+    parts.append(instances_table(instances, now=now) if instances else Text("no live instances", style="dim"))
     if app.get("spec") is not None:
         parts += [
             Text(""),

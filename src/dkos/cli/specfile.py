@@ -36,20 +36,14 @@ def read(path: Path) -> SpecFile:
     except IsADirectoryError as exc:
         raise errors.Failure(f"spec file is a directory: {path}", errors.ExitCode.INVALID) from exc
     except UnicodeDecodeError as exc:
-        raise errors.Failure(
-            f"spec file {path} is not UTF-8 text", errors.ExitCode.INVALID
-        ) from exc
+        raise errors.Failure(f"spec file {path} is not UTF-8 text", errors.ExitCode.INVALID) from exc
     except OSError as exc:
-        raise errors.Failure(
-            f"cannot read spec file {path}: {exc.strerror}", errors.ExitCode.INVALID
-        ) from exc
+        raise errors.Failure(f"cannot read spec file {path}: {exc.strerror}", errors.ExitCode.INVALID) from exc
     if path.suffix.lower() in YAML_SUFFIXES:
         try:
             yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise errors.Failure(
-                f"spec file {path} is not valid YAML: {exc}", errors.ExitCode.INVALID
-            ) from exc
+            raise errors.Failure(f"spec file {path} is not valid YAML: {exc}", errors.ExitCode.INVALID) from exc
         return SpecFile(text=text, content_type=YAML_CONTENT_TYPE)
     try:
         json.loads(text)

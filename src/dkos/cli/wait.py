@@ -60,8 +60,7 @@ def judge_deployment(deployment: Mapping[str, Any]) -> Outcome | None:
         reason = deployment.get("reason") or "no reason given"
         return Outcome(
             False,
-            f"deployment {ident} failed: {reason} "
-            f"(dkos keeps retrying; see `dkos instances {deployment.get('app')}`)",
+            f"deployment {ident} failed: {reason} (dkos keeps retrying; see `dkos instances {deployment.get('app')}`)",
         )
     if status == DeploymentStatus.SUPERSEDED:
         return Outcome(
@@ -71,9 +70,7 @@ def judge_deployment(deployment: Mapping[str, Any]) -> Outcome | None:
     return None
 
 
-def judge_deletion(
-    name: str, app: Mapping[str, Any] | None, deployment_id: str | None
-) -> Outcome | None:
+def judge_deletion(name: str, app: Mapping[str, Any] | None, deployment_id: str | None) -> Outcome | None:
     """How a deletion went: done once the app is gone (`app` None), failed if its deployment did."""
     if app is None:
         return Outcome(True, f"{name} deleted")
@@ -88,9 +85,7 @@ def wait_for_deployment(api: client.Client, deployment: client.JSON, *, timeout:
     deadline = time.monotonic() + timeout
     ident = str(deployment["id"])
     app, project = str(deployment["app"]), str(deployment["project"])
-    with Live(
-        _render_deployment(deployment, []), console=output.stderr(), refresh_per_second=4
-    ) as live:
+    with Live(_render_deployment(deployment, []), console=output.stderr(), refresh_per_second=4) as live:
         try:
             while True:
                 deployment = api.deployment(ident)
@@ -149,15 +144,11 @@ def _healthy_of(deployment: Mapping[str, Any]) -> str:
     return f"{deployment.get('healthy', 0)}/{deployment.get('target_instances', 0)}"
 
 
-def _render_deployment(
-    deployment: Mapping[str, Any], instances: Sequence[Mapping[str, Any]]
-) -> RenderableType:
+def _render_deployment(deployment: Mapping[str, Any], instances: Sequence[Mapping[str, Any]]) -> RenderableType:
     target = int(deployment.get("target_instances") or 0)
     healthy = int(deployment.get("healthy") or 0)
     status = str(deployment.get("status", ""))
-    title = Text(
-        f"deployment {deployment.get('id')}: {deployment.get('kind', '')} {deployment.get('app')}"
-    )
+    title = Text(f"deployment {deployment.get('id')}: {deployment.get('kind', '')} {deployment.get('app')}")
     if deployment.get("to_version") is not None:
         title.append(f" to version {deployment['to_version']}")
     # A scale to zero is complete with nothing healthy: draw it full rather than empty.
@@ -168,9 +159,7 @@ def _render_deployment(
 
 
 def _render_deletion(app: str, instances: Sequence[Mapping[str, Any]], most: int) -> RenderableType:
-    bar = ProgressBar(
-        total=max(most, 1), completed=(most - len(instances)) if most else 1, width=40
-    )
+    bar = ProgressBar(total=max(most, 1), completed=(most - len(instances)) if most else 1, width=40)
     line = Table.grid(padding=(0, 1))
     line.add_row(bar, Text(f"{len(instances)} instances left"))
     return Group(Text(f"deleting {app}"), line, _instances_table(instances))
