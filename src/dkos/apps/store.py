@@ -257,6 +257,8 @@ class AppStore:
     async def scale(self, project: str, name: str, instances: int, *, by: str) -> Change:
         async with self._engine.begin() as conn:
             app = await self._active(conn, project, name)
+            if app.desired_instances == instances:
+                return Change(app=app, deployment=None)
             spec = app.spec.model_copy(update={"instances": instances})
             return await self._store_version(conn, app, spec, kind=ChangeKind.SCALE, by=by)
 

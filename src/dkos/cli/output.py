@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import enum
 import json
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -65,9 +66,16 @@ _EVENT_STYLES: Mapping[str, str] = {
 }
 
 
+PIPED_WIDTH = 400
+"""Columns when stdout is not a terminal: a row stays one line for grep, instead of wrapping at 80."""
+
+
 def stdout() -> Console:
     # A fresh console per use: it binds to whatever sys.stdout is now (tests swap it).
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
 
 
 def stderr() -> Console:
@@ -87,7 +95,8 @@ def print_renderable(renderable: RenderableType) -> None:
 
 
 def warn(message: str) -> None:
-    stderr().print(Text(f"warning: {message}", style="yellow"))
+    # soft_wrap: one warning, one line, whatever the width (stderr is often a log file).
+    stderr().print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
 
 # -- small formatters ------------------------------------------------------------------
@@ -245,6 +254,7 @@ def _deployment_text(deployment: Mapping[str, Any] | None) -> Text:
     if not deployment:
         return Text("-")
     status = str(deployment.get("status", ""))
-    text = Text(f"{deployment.get('id')} {deployment.get('kind', '')} ")
+    text = Text(f"{deployment.get('kind', '')} ")
     text.append(status, style=STATE_STYLES.get(status, ""))
+    text.append(f" ({deployment.get('id')})", style="dim")
     return text

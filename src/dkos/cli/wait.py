@@ -14,9 +14,10 @@ in dkos, and the message says so.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,8 @@ def judge_deployment(deployment: Mapping[str, Any]) -> Outcome | None:
         reason = deployment.get("reason") or "no reason given"
         return Outcome(
             False,
-            f"deployment {ident} failed: {reason} (dkos keeps retrying; see `dkos instances {deployment.get('app')}`)",
+            f"deployment {ident} failed: {reason} "
+            f"(dkos keeps retrying; see `dkos instances {deployment.get('app')} -p {deployment.get('project')}`)",
         )
     if status == DeploymentStatus.SUPERSEDED:
         return Outcome(
@@ -75,7 +77,8 @@ def judge_deletion(name: str, app: Mapping[str, Any] | None, deployment_id: str 
     if app is None:
         return Outcome(True, f"{name} deleted")
     last = app.get("last_deployment") or {}
-    if last.get("id") == deployment_id and last.get("status") == DeploymentStatus.FAILED:
+    # Compared as text: docs/api.md shows ids like "d-42", the server sends integers.
+    if str(last.get("id")) == deployment_id and last.get("status") == DeploymentStatus.FAILED:
         return judge_deployment(last)
     return None
 
@@ -85,7 +88,7 @@ def wait_for_deployment(api: client.Client, deployment: client.JSON, *, timeout:
     deadline = time.monotonic() + timeout
     ident = str(deployment["id"])
     app, project = str(deployment["app"]), str(deployment["project"])
-    with Live(_render_deployment(deployment, []), console=output.stderr(), refresh_per_second=4) as live:
+    with _live(_render_deployment(deployment, [])) as live:
         try:
             while True:
                 deployment = api.deployment(ident)
@@ -113,7 +116,7 @@ def wait_for_deletion(
     deadline = time.monotonic() + timeout
     ident = None if deployment is None else str(deployment["id"])
     most = 0  # the most live instances seen: the bar counts down from there
-    with Live(Text(f"deleting {app}…"), console=output.stderr(), refresh_per_second=4) as live:
+    with _live(Text(f"deleting {app}…")) as live:
         try:
             while True:
                 current: client.JSON | None
@@ -138,6 +141,17 @@ def wait_for_deletion(
                 time.sleep(POLL_INTERVAL)
         except KeyboardInterrupt:
             return Outcome(False, f"stopped waiting; the deletion of {app} goes on in dkos")
+
+
+@contextlib.contextmanager
+def _live(first: RenderableType) -> Iterator[Live]:
+    """A live display on stderr; redrawn in place on a terminal, drawn once at the end otherwise."""
+    console = output.stderr()
+    with Live(first, console=console, refresh_per_second=4) as live:
+        yield live
+    if not console.is_terminal:
+        # Rich leaves the final frame in a file or pipe without its line end.
+        console.line()
 
 
 def _healthy_of(deployment: Mapping[str, Any]) -> str:
