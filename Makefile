@@ -18,7 +18,7 @@ test: setup
 	$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 
 check:
-	$(VENV)/bin/ruff check src tests && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff format --check src tests bench && $(VENV)/bin/ruff check src tests bench && $(VENV)/bin/mypy
 
 # Keeps .dkos (local data) and the Docker images.
 clean:

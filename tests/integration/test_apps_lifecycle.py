@@ -317,4 +317,6 @@ def test_tcp_and_command_checks_judge_instances_too(server: DkosServer, check: d
         wait_until(
             lambda: server.instances("web", all=True)[0]["state"] == "failed", timeout=10, what="the failing check"
         )
-        assert server.instances("web", all=True)[0]["reason"] == "health check failed 3 times: command exited with code 1"
+        assert (
+            server.instances("web", all=True)[0]["reason"] == "health check failed 3 times: command exited with code 1"
+        )
