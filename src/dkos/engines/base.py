@@ -26,12 +26,13 @@ LABEL_INSTANCE = "dkos.instance"
 LABEL_SLOT = "dkos.slot"
 
 
-def container_name(project: str, instance_id: str) -> str:
-    """The derived container name, e.g. `dkos.default.web-7`.
+def container_name(project: str, instance_id: str, owner: str) -> str:
+    """The derived container name, e.g. `dkos.default.web-7.1d6540d2`.
 
     Instance ids are `<app>-<n>` and unique within a project; project names are DNS labels
-    (no `.`), so the name is unambiguous and a restarted server finds the same name again."""
-    return f"dkos.{project}.{instance_id}"
+    (no `.`), so the name is unambiguous and a restarted server finds the same name again.
+    The owner's prefix keeps two servers sharing one engine from claiming the same name."""
+    return f"dkos.{project}.{instance_id}.{owner[:8]}"
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def build_container_spec(app: AppRecord, instance: Instance, *, owner: str, sett
         "DKOS_INSTANCE": instance.id,
     }
     return ContainerSpec(
-        name=base.container_name(app.project, instance.id),
+        name=base.container_name(app.project, instance.id, owner),
         image=spec.image,
         labels=labels,
         command=tuple(spec.command) if spec.command is not None else None,
@@ -365,7 +365,7 @@ class Reconciler:
         self.health.forget(app.id, instance.id)
         if instance.state is not InstanceState.STOPPING:
             await self._instance_event(app, stopping, reason)
-        name = base.container_name(app.project, instance.id)
+        name = base.container_name(app.project, instance.id, self._owner)
         await self._engine.stop(name, grace=app.spec.stop_grace_period)
         await self._engine.destroy(name)
         stopped = await self._instances.transition(
