@@ -142,6 +142,13 @@ class DkosServer:
 
         return list(wait_until(settled, timeout=timeout, what=f"{count} healthy instances of {app}"))
 
+    def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the `dkos` command against this server, as a user would."""
+        env = {"DKOS_URL": self.url, "DKOS_TOKEN": token or self.token, "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+        return subprocess.run(
+            [sys.executable, "-m", "dkos", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+
     def containers(self, *, all: bool = True) -> list[dict[str, Any]]:
         """This server's containers as the engine lists them."""
         args = ["ps", "--format", "{{json .}}", "--filter", f"label=dkos.owner={self.server_id}"]

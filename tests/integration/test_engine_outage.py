@@ -75,6 +75,8 @@ def test_starts_without_an_engine_says_so_and_reconnects_when_it_comes_back(tmp_
         assert health["status"] == "degraded" and health["engine"]["reachable"] is False
         assert health["engine"]["error"]
         assert server.get("/v1/apps").status_code == 200
+        listed = server.cli("apps", "list")
+        assert listed.returncode == 0 and "container engine unreachable" in listed.stderr
         spec = {
             "name": "web",
             "image": "dkos-demo:1",

@@ -12,6 +12,7 @@ Tests replace `new_client` to plug an `httpx.MockTransport` into every command.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -69,10 +70,35 @@ TimeoutOption = Annotated[
 AppArgument = Annotated[str, typer.Argument(metavar="APP", help="The app's name.", show_default=False)]
 
 
-def _finish(outcome: wait.Outcome) -> None:
+def _finish(outcome: wait.Outcome, *, quiet_stdout: bool = False) -> None:
+    """Exit 1 on a failed wait; else say how it ended (on stderr when stdout carries JSON)."""
     if not outcome.ok:
         raise errors.Failure(outcome.message)
-    typer.echo(outcome.message)
+    typer.echo(outcome.message, err=quiet_stdout)
+
+
+def _report(
+    api: client.Client,
+    answer: client.JSON,
+    *,
+    said: str,
+    output_: output.Format,
+    follow: Callable[[], wait.Outcome] | None,
+) -> None:
+    """What every write command prints: a line (or the API's answer as JSON), then, with
+    --wait, the live progress on stderr and the outcome. JSON output carries the
+    deployment as it ended, so scripts need no second call."""
+    if output_ is output.Format.TABLE:
+        typer.echo(said)
+    outcome = follow() if follow is not None else None
+    if output_ is output.Format.JSON:
+        deployment = answer.get("deployment")
+        if outcome is not None and deployment is not None and outcome.ok:
+            with contextlib.suppress(client.ApiError):  # a deleted app's deployment may be gone
+                answer = {**answer, "deployment": api.deployment(str(deployment["id"]))}
+        output.print_json(answer)
+    if outcome is not None:
+        _finish(outcome, quiet_stdout=output_ is output.Format.JSON)
 
 
 def _show_version(value: bool) -> None:
@@ -201,6 +227,7 @@ def apps_deploy(
     ],
     wait_: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    output_: OutputOption = output.Format.TABLE,
 ) -> None:
     """Create an app, or roll out a new version of it, from a spec file.
 
@@ -217,14 +244,21 @@ def apps_deploy(
             result.app.get("project"),
             result.app.get("version"),
         )
-        if result.deployment is None:
-            typer.echo(f"no change: {name} (project {project}) is already at version {version}")
-            return
-        verb = "created" if result.created else "updated"
-        deployment_id = result.deployment["id"]
-        typer.echo(f"{verb} {name} (project {project}): version {version}, deployment {deployment_id}")
-        if wait_:
-            _finish(wait.wait_for_deployment(api, result.deployment, timeout=timeout))
+        deployment = result.deployment
+        if deployment is None:
+            said = f"no change: {name} (project {project}) is already at version {version}"
+        else:
+            verb = "created" if result.created else "updated"
+            said = f"{verb} {name} (project {project}): version {version}, deployment {deployment['id']}"
+        _report(
+            api,
+            {"app": result.app, "deployment": deployment},
+            said=said,
+            output_=output_,
+            follow=functools.partial(wait.wait_for_deployment, api, deployment, timeout=timeout)
+            if wait_ and deployment is not None
+            else None,
+        )
 
 
 @apps_app.command("list")
@@ -277,6 +311,7 @@ def apps_scale(
     project: ProjectOption = "default",
     wait_: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    output_: OutputOption = output.Format.TABLE,
 ) -> None:
     """Run N instances of an app (0 stops them all but keeps the app).
 
@@ -290,6 +325,7 @@ def apps_scale(
             doing=f"scaling {app_name} to {instances} instances",
             wait_=wait_,
             timeout=timeout,
+            output_=output_,
         )
 
 
@@ -299,6 +335,7 @@ def apps_restart(
     project: ProjectOption = "default",
     wait_: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    output_: OutputOption = output.Format.TABLE,
 ) -> None:
     """Replace every instance, one at a time, each new one healthy before an old one stops.
 
@@ -306,18 +343,23 @@ def apps_restart(
     """
     with _connect() as api:
         answer = api.restart(app_name, project)
-        _report_change(api, answer, doing=f"restarting {app_name}", wait_=wait_, timeout=timeout)
+        _report_change(api, answer, doing=f"restarting {app_name}", wait_=wait_, timeout=timeout, output_=output_)
 
 
-def _report_change(api: client.Client, answer: client.JSON, *, doing: str, wait_: bool, timeout: float) -> None:
+def _report_change(
+    api: client.Client, answer: client.JSON, *, doing: str, wait_: bool, timeout: float, output_: output.Format
+) -> None:
     """Say which deployment a scale or restart started, and follow it with --wait."""
     deployment = answer.get("deployment")
-    if deployment is None:
-        typer.echo(f"{doing}: no change needed")
-        return
-    typer.echo(f"{doing}: deployment {deployment['id']}")
-    if wait_:
-        _finish(wait.wait_for_deployment(api, deployment, timeout=timeout))
+    _report(
+        api,
+        answer,
+        said=f"{doing}: deployment {deployment['id']}" if deployment else f"{doing}: no change needed",
+        output_=output_,
+        follow=functools.partial(wait.wait_for_deployment, api, deployment, timeout=timeout)
+        if wait_ and deployment is not None
+        else None,
+    )
 
 
 @apps_app.command("delete")
@@ -326,6 +368,7 @@ def apps_delete(
     project: ProjectOption = "default",
     wait_: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    output_: OutputOption = output.Format.TABLE,
 ) -> None:
     """Delete an app: stop its instances gracefully (SIGTERM, then SIGKILL), then forget it.
 
@@ -335,9 +378,15 @@ def apps_delete(
         answer = api.delete_app(app_name, project)
         deployment = answer.get("deployment")
         suffix = f": deployment {deployment['id']}" if deployment else ""
-        typer.echo(f"deleting {app_name} (project {project}){suffix}")
-        if wait_:
-            _finish(wait.wait_for_deletion(api, app_name, project, deployment, timeout=timeout))
+        _report(
+            api,
+            answer,
+            said=f"deleting {app_name} (project {project}){suffix}",
+            output_=output_,
+            follow=functools.partial(wait.wait_for_deletion, api, app_name, project, deployment, timeout=timeout)
+            if wait_
+            else None,
+        )
 
 
 @apps_app.command("versions")

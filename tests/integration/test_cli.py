@@ -1,0 +1,82 @@
+"""The `dkos` command against a real server: what a user types and reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dkos_server import DkosServer
+
+pytestmark = pytest.mark.docker
+
+SPEC = """\
+name: web
+image: dkos-demo:1
+instances: 2
+resources: {cpus: 0.25, memory: 32}
+ports: [{name: http, container_port: 8080}]
+health_check: {path: /health, interval: 1, timeout: 1}
+stop_grace_period: 5
+"""
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[DkosServer]:
+    running = DkosServer(tmp_path / "data").start()
+    yield running
+    running.stop()
+    running.remove_containers()
+
+
+def test_deploy_wait_then_list_instances_as_json(server: DkosServer, tmp_path: Path) -> None:
+    spec = tmp_path / "web.yaml"
+    spec.write_text(SPEC)
+    deployed = server.cli("apps", "deploy", str(spec), "--wait")
+    assert deployed.returncode == 0, deployed.stderr
+    assert "created web (project default): version 1" in deployed.stdout
+    assert "succeeded" in deployed.stdout
+
+    listed = server.cli("instances", "web", "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    instances = json.loads(listed.stdout)
+    assert isinstance(instances, list) and len(instances) == 2
+    for instance in instances:
+        assert {"id", "app", "version", "state", "container_id", "address", "reason"} <= instance.keys()
+        assert instance["state"] == "healthy" and instance["address"].endswith(":8080")
+
+    table = server.cli("instances", "web")
+    assert all(i["id"] in table.stdout for i in instances)
+
+    scaled = server.cli("apps", "scale", "web", "3", "--wait", "-o", "json")
+    assert scaled.returncode == 0, scaled.stderr
+    assert json.loads(scaled.stdout)["deployment"]["status"] == "succeeded"
+
+    again = server.cli("apps", "deploy", str(spec))
+    assert "no change" not in again.stdout  # the file says 2 instances: this is a scale back
+    versions = json.loads(server.cli("apps", "versions", "web", "-o", "json").stdout)
+    assert [v["change"] for v in versions][:2] == ["instances 3 → 2", "instances 2 → 3"]
+
+
+def test_an_invalid_spec_prints_the_field_and_the_rule_without_a_traceback(server: DkosServer, tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(SPEC.replace("instances: 2", "instances: -1"))
+    refused = server.cli("apps", "deploy", str(spec))
+    assert refused.returncode == 2
+    assert "instances: must be ≥ 0" in refused.stderr
+    assert "Traceback" not in refused.stderr + refused.stdout
+
+
+def test_a_wrong_token_is_refused_with_a_hint(server: DkosServer) -> None:
+    refused = server.cli("apps", "list", token="dkos_wrong")
+    assert refused.returncode == 3
+    assert "unauthorized" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_failing_deploy_wait_exits_non_zero_with_the_reason(server: DkosServer, tmp_path: Path) -> None:
+    spec = tmp_path / "ghost.yaml"
+    spec.write_text(SPEC.replace("dkos-demo:1", "no-such-image:7"))
+    failed = server.cli("apps", "deploy", str(spec), "--wait", "--timeout", "30")
+    assert failed.returncode == 1
+    assert "image not found: no-such-image:7" in failed.stderr
