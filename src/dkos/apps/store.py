@@ -210,12 +210,7 @@ class AppStore:
 
     async def app_by_id(self, app_id: int) -> AppRecord:
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(sa.select(*_APP_COLUMNS).select_from(_APP_JOIN).where(db.apps.c.id == app_id))
-            ).first()
-        if row is None:
-            raise NotFound(f"app {app_id} not found")
-        return _app(row)
+            return await self._require(conn, app_id)
 
     async def get_app(self, project: str, name: str) -> AppRecord:
         """The app, unless it is deleted or never existed."""
@@ -226,15 +221,12 @@ class AppStore:
         return app
 
     @staticmethod
-    async def _find(conn: AsyncConnection, project: str, name: str) -> AppRecord | None:
-        row = (
-            await conn.execute(
-                sa.select(*_APP_COLUMNS)
-                .select_from(_APP_JOIN)
-                .where(db.apps.c.project == project, db.apps.c.name == name)
-            )
-        ).first()
+    async def _select_app(conn: AsyncConnection, *where: sa.ColumnElement[bool]) -> AppRecord | None:
+        row = (await conn.execute(sa.select(*_APP_COLUMNS).select_from(_APP_JOIN).where(*where))).first()
         return None if row is None else _app(row)
+
+    async def _find(self, conn: AsyncConnection, project: str, name: str) -> AppRecord | None:
+        return await self._select_app(conn, db.apps.c.project == project, db.apps.c.name == name)
 
     async def apply_spec(self, spec: AppSpec, *, by: str) -> Change:
         """Create the app or store a new version of it. An identical spec stores nothing."""
@@ -298,8 +290,10 @@ class AppStore:
         return app
 
     async def _require(self, conn: AsyncConnection, app_id: int) -> AppRecord:
-        row = (await conn.execute(sa.select(*_APP_COLUMNS).select_from(_APP_JOIN).where(db.apps.c.id == app_id))).one()
-        return _app(row)
+        app = await self._select_app(conn, db.apps.c.id == app_id)
+        if app is None:
+            raise NotFound(f"app {app_id} not found")
+        return app
 
     async def _store_version(
         self,

@@ -296,10 +296,7 @@ def apps_show(
     """
     with _connect() as api:
         found = api.get_app(app_name, project)
-    if output_ is output.Format.JSON:
-        output.print_json(found)
-    else:
-        output.print_renderable(output.app_detail(found, now=time.time()))
+    output.show(found, output_, lambda app: output.app_detail(app, now=time.time()))
 
 
 @apps_app.command("scale")
@@ -401,10 +398,7 @@ def apps_versions(
     """
     with _connect() as api:
         versions = api.versions(app_name, project)
-    if output_ is output.Format.JSON:
-        output.print_json(versions)
-    else:
-        output.print_renderable(output.versions_table(versions, now=time.time()))
+    output.show(versions, output_, lambda rows: output.versions_table(rows, now=time.time()))
 
 
 # -- instances and events -------------------------------------------------------------------

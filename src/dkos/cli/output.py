@@ -16,7 +16,7 @@ import datetime
 import enum
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import typer
@@ -92,6 +92,14 @@ def print_json_line(data: Any) -> None:
 
 def print_renderable(renderable: RenderableType) -> None:
     stdout().print(renderable)
+
+
+def show(data: Any, fmt: Format, table: Callable[[Any], RenderableType]) -> None:
+    """JSON for programs, or the table `table` draws of the same data for people."""
+    if fmt is Format.JSON:
+        print_json(data)
+    else:
+        print_renderable(table(data))
 
 
 def warn(message: str) -> None:
