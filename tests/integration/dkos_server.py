@@ -138,7 +138,9 @@ class DkosServer:
         def settled() -> list[dict[str, Any]] | None:
             live = self.instances(app)
             healthy = [i for i in live if i["state"] == "healthy"]
-            return healthy if len(healthy) == count and len(live) == count else None
+            done = len(healthy) == count and len(live) == count
+            # ...and its deployment judged, so the next change is not refused as concurrent
+            return healthy if done and self.get(f"/v1/apps/{app}").json()["state"] != "deploying" else None
 
         return list(wait_until(settled, timeout=timeout, what=f"{count} healthy instances of {app}"))
 

@@ -323,3 +323,34 @@ def test_tcp_and_command_checks_judge_instances_too(server: DkosServer, check: d
         assert (
             server.instances("web", all=True)[0]["reason"] == "health check failed 3 times: command exited with code 1"
         )
+
+
+def test_a_second_deploy_while_one_runs_is_refused_unless_forced(server: DkosServer) -> None:
+    server.deploy(web(instances=1, env={"UNHEALTHY": "1"}))  # stays "running" for a while
+    refused = server.post("/v1/apps", json=web(instances=1))
+    assert refused.status_code == 409
+    assert "still running" in refused.json()["message"]
+    forced = server.post("/v1/apps", params={"force": "true"}, json=web(instances=1))
+    assert forced.status_code == 200
+    server.wait_healthy("web", 1)
+
+
+def test_a_version_that_never_gets_healthy_is_rolled_back_and_the_old_one_keeps_serving(server: DkosServer) -> None:
+    server.deploy(web(instances=2))
+    old = {i["id"] for i in server.wait_healthy("web", 2)}
+    broken = server.deploy(web(instances=2, env={"UNHEALTHY": "1"}, strategy={"progress_deadline": 4}))
+    failed = wait_until(
+        lambda: (d := server.get(f"/v1/deployments/{broken['deployment']['id']}").json())["status"] == "failed" and d,
+        timeout=20,
+        what="the broken version to fail",
+    )
+    assert "progress deadline" in failed["reason"] or "starts in a row failed" in failed["reason"]
+    app = wait_until(
+        lambda: (a := server.get("/v1/apps/web").json())["state"] == "running" and a, timeout=20, what="the rollback"
+    )
+    assert app["version"] == 3 and app["spec"]["env"] == {}
+    assert {i["id"] for i in app["instances"]} == old, "the old instances kept serving throughout"
+    versions = server.get("/v1/apps/web/versions").json()["versions"]
+    assert versions[0]["created_by"] == "dkos" and versions[0]["change"].startswith("rollback to version 1: ")
+    steps = server.get(f"/v1/deployments/{broken['deployment']['id']}").json()["steps"]
+    assert [s["type"] for s in steps][0] == "deployment.started" and steps[-1]["type"] == "deployment.failed"

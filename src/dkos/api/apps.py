@@ -48,6 +48,17 @@ class ScaleIn(BaseModel):
     instances: int = Field(ge=0, le=10_000)
 
 
+class RollbackIn(BaseModel):
+    to_version: int | None = Field(
+        None, ge=1, description="The version to bring back; default the newest one with a different template."
+    )
+
+
+ForceQuery = Annotated[
+    bool, Query(description="Replace a deployment of the app that is still running instead of answering 409.")
+]
+
+
 _COUNTED = (
     InstanceState.PENDING,
     InstanceState.STARTING,
@@ -165,9 +176,9 @@ async def create_project(body: ProjectIn, svc: Svc) -> dict[str, Any]:
         }
     },
 )
-async def apply_app(request: Request, svc: Svc, caller: Caller) -> JSONResponse:
+async def apply_app(request: Request, svc: Svc, caller: Caller, force: ForceQuery = False) -> JSONResponse:
     spec = specs.parse(await request.body())
-    change = await svc.apps.apply_spec(spec, by=caller.name)
+    change = await svc.apps.apply_spec(spec, by=caller.name, force=force)
     return JSONResponse(await _change_json(svc, change, caller), status_code=201 if change.created else 200)
 
 
@@ -183,15 +194,31 @@ async def show_app(app: str, svc: Svc, project: ProjectQuery = "default") -> dic
 
 @router.post("/apps/{app}/scale", summary="Change the number of instances")
 async def scale_app(
-    app: str, body: ScaleIn, svc: Svc, caller: Caller, project: ProjectQuery = "default"
+    app: str, body: ScaleIn, svc: Svc, caller: Caller, project: ProjectQuery = "default", force: ForceQuery = False
 ) -> dict[str, Any]:
-    change = await svc.apps.scale(project, app, body.instances, by=caller.name)
+    change = await svc.apps.scale(project, app, body.instances, by=caller.name, force=force)
     return await _change_json(svc, change, caller)
 
 
 @router.post("/apps/{app}/restart", summary="Replace every instance, one at a time")
-async def restart_app(app: str, svc: Svc, caller: Caller, project: ProjectQuery = "default") -> dict[str, Any]:
-    change = await svc.apps.restart(project, app, by=caller.name)
+async def restart_app(
+    app: str, svc: Svc, caller: Caller, project: ProjectQuery = "default", force: ForceQuery = False
+) -> dict[str, Any]:
+    change = await svc.apps.restart(project, app, by=caller.name, force=force)
+    return await _change_json(svc, change, caller)
+
+
+@router.post("/apps/{app}/rollback", summary="Bring back an earlier version, rolling like any deploy")
+async def rollback_app(
+    app: str,
+    svc: Svc,
+    caller: Caller,
+    body: RollbackIn | None = None,
+    project: ProjectQuery = "default",
+    force: ForceQuery = False,
+) -> dict[str, Any]:
+    to_version = body.to_version if body else None
+    change = await svc.apps.rollback(project, app, to_version=to_version, by=caller.name, force=force)
     return await _change_json(svc, change, caller)
 
 
@@ -231,4 +258,8 @@ async def show_deployment(deployment_id: int, svc: Svc) -> dict[str, Any] | None
     deployment = await svc.apps.get_deployment(deployment_id)
     record = await svc.apps.app_by_id(deployment.app_id)
     instances = await svc.instances.for_app(record.id, states=ACTIVE)
-    return deployment_json(deployment, record, instances)
+    steps = await svc.bus.for_deployment(deployment_id)
+    return {
+        **(deployment_json(deployment, record, instances) or {}),
+        "steps": [{"time": e.time, "type": e.type, "instance": e.instance, "message": e.message} for e in steps],
+    }

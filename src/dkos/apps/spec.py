@@ -100,6 +100,57 @@ class RestartBackoff(_Strict):
         return self
 
 
+Surge = int | str
+"""An absolute number of instances, or a percentage of `instances` such as `25%`."""
+_PERCENT = re.compile(r"^(100|[1-9]?[0-9])%$")
+
+
+class Strategy(_Strict):
+    """How a new version replaces the old one (Kubernetes' RollingUpdate fields)."""
+
+    max_surge: Surge = Field("25%", description="Instances above `instances` during a rollout; % rounds up.")
+    max_unavailable: Surge = Field("25%", description="Instances below `instances` during a rollout; % rounds down.")
+    min_ready_seconds: Seconds = Field(0, description="Seconds a new instance must stay healthy to count as available.")
+    drain_timeout: Seconds = Field(
+        30, description="Seconds to wait for in-flight requests to finish on a draining instance before stopping it."
+    )
+    progress_deadline: float = Field(
+        600, gt=0, le=86_400, description="Seconds a rollout may go without finishing before it is rolled back."
+    )
+
+    @field_validator("max_surge", "max_unavailable")
+    @classmethod
+    def _count_or_percent(cls, value: int | str) -> int | str:
+        if (isinstance(value, int) and value < 0) or (isinstance(value, str) and not _PERCENT.match(value)):
+            raise ValueError("must be a whole number ≥ 0 or a percentage from 0% to 100%")
+        return value
+
+    @model_validator(mode="after")
+    def _can_progress(self) -> Self:
+        if self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
+            raise ValueError("max_unavailable: max_surge and max_unavailable cannot both be 0")
+        return self
+
+    def bounds(self, instances: int) -> tuple[int, int]:
+        """(surge, unavailable) as instance counts, with Kubernetes' rounding: surge rounds
+        up, unavailable down, and if both come to 0 one instance may be unavailable."""
+        surge = _resolve(self.max_surge, instances, round_up=True)
+        unavailable = _resolve(self.max_unavailable, instances, round_up=False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1
+        return surge, unavailable
+
+
+def _resolve(value: int | str, instances: int, *, round_up: bool) -> int:
+    if isinstance(value, int):
+        return value
+    scaled = int(value.rstrip("%")) * instances
+    return -(-scaled // 100) if round_up else scaled // 100
+
+
+DOMAIN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
 class AppSpec(_Strict):
     name: str = Field(pattern=DNS_LABEL)
     project: str = Field("default", pattern=DNS_LABEL)
@@ -114,6 +165,11 @@ class AppSpec(_Strict):
     stop_grace_period: Seconds = Field(10, description="SIGTERM, then SIGKILL after this many seconds.")
     labels: dict[str, str] = Field(default_factory=dict)
     restart: RestartBackoff = Field(default_factory=RestartBackoff)
+    strategy: Strategy = Field(default_factory=Strategy)
+    domains: list[Annotated[str, Field(pattern=DOMAIN, max_length=253)]] = Field(
+        default_factory=list, description="Custom host names routed to the app's first HTTP port."
+    )
+    redirect_to_https: bool = Field(False, description="Answer plain HTTP requests with a redirect to HTTPS.")
 
     @field_validator("env", mode="before")
     @classmethod
@@ -141,6 +197,22 @@ class AppSpec(_Strict):
                 raise ValueError(f"'{key}': keys starting with '{RESERVED_LABEL_PREFIX}' are set by dkos")
         return labels
 
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _lower_domains(cls, domains: Any) -> Any:
+        return (
+            [d.lower().rstrip(".") if isinstance(d, str) else d for d in domains]
+            if isinstance(domains, list)
+            else domains
+        )
+
+    @field_validator("domains")
+    @classmethod
+    def _unique_domains(cls, domains: list[str]) -> list[str]:
+        if len(set(domains)) != len(domains):
+            raise ValueError("each domain may be listed once")
+        return domains
+
     @field_validator("ports")
     @classmethod
     def _unique_ports(cls, ports: list[Port]) -> list[Port]:
@@ -151,6 +223,16 @@ class AppSpec(_Strict):
         if len(set(numbers)) != len(numbers):
             raise ValueError("container ports must be unique")
         return ports
+
+    @model_validator(mode="after")
+    def _domains_need_http(self) -> Self:
+        if (self.domains or self.redirect_to_https) and self.http_port() is None:
+            raise ValueError("ports: domains and redirect_to_https need an http port")
+        return self
+
+    def http_port(self) -> Port | None:
+        """The port the app's host names route to: its first HTTP port."""
+        return next((p for p in self.ports if p.protocol is Protocol.HTTP), None)
 
     @model_validator(mode="after")
     def _health_check_port(self) -> Self:
@@ -174,6 +256,10 @@ class AppSpec(_Strict):
         return self.model_dump(mode="json")
 
 
+_PATTERN_RULES = {
+    DNS_LABEL: _DNS_LABEL_RULE,
+    DOMAIN: "must be a host name such as news.example.com (lowercase letters, digits, '-' and '.')",
+}
 _FIELD_IN_MESSAGE = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$", re.S)
 """Cross-field validators say `field: rule`, so the problem names the field, not the model."""
 
@@ -198,6 +284,7 @@ _RULES = {
     "model_type": "must be a mapping",
     "enum": "must be one of {expected}",
     "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
 }
 
 
@@ -206,7 +293,7 @@ def _problem(error: Any) -> FieldProblem:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "string_pattern_mismatch":
-        rule = _DNS_LABEL_RULE if ctx.get("pattern") == DNS_LABEL else f"must match {ctx.get('pattern')}"
+        rule = _PATTERN_RULES.get(ctx.get("pattern", ""), f"must match {ctx.get('pattern')}")
     elif kind in _RULES:
         rule = _RULES[kind].format(**ctx)
     else:

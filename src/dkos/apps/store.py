@@ -200,6 +200,13 @@ class AppStore:
 
     # apps -------------------------------------------------------------------------------
 
+    @staticmethod
+    async def _active_apps(conn: AsyncConnection) -> list[AppRecord]:
+        rows = await conn.execute(
+            sa.select(*_APP_COLUMNS).select_from(_APP_JOIN).where(db.apps.c.lifecycle != Lifecycle.DELETED.value)
+        )
+        return [_app(r) for r in rows]
+
     async def list_apps(self, project: str | None = None) -> list[AppRecord]:
         query = sa.select(*_APP_COLUMNS).select_from(_APP_JOIN).where(db.apps.c.lifecycle != Lifecycle.DELETED.value)
         if project is not None:
@@ -228,8 +235,9 @@ class AppStore:
     async def _find(self, conn: AsyncConnection, project: str, name: str) -> AppRecord | None:
         return await self._select_app(conn, db.apps.c.project == project, db.apps.c.name == name)
 
-    async def apply_spec(self, spec: AppSpec, *, by: str) -> Change:
-        """Create the app or store a new version of it. An identical spec stores nothing."""
+    async def apply_spec(self, spec: AppSpec, *, by: str, force: bool = False) -> Change:
+        """Create the app or store a new version of it. An identical spec stores nothing.
+        While a deployment of the app runs, a change is refused (409) unless `force`."""
         async with self._engine.begin() as conn:
             if not await self._project_exists(conn, spec.project):
                 raise NotFound(f"project '{spec.project}' not found")
@@ -244,20 +252,61 @@ class AppStore:
                 kind = ChangeKind.SCALE
             else:
                 kind = ChangeKind.UPDATE
-            return await self._store_version(conn, app, spec, kind=kind, by=by)
+            await self._check_domains(conn, spec)
+            return await self._store_version(conn, app, spec, kind=kind, by=by, force=force)
 
-    async def scale(self, project: str, name: str, instances: int, *, by: str) -> Change:
+    async def scale(self, project: str, name: str, instances: int, *, by: str, force: bool = False) -> Change:
         async with self._engine.begin() as conn:
             app = await self._active(conn, project, name)
             if app.desired_instances == instances:
                 return Change(app=app, deployment=None)
             spec = app.spec.model_copy(update={"instances": instances})
-            return await self._store_version(conn, app, spec, kind=ChangeKind.SCALE, by=by)
+            return await self._store_version(conn, app, spec, kind=ChangeKind.SCALE, by=by, force=force)
 
-    async def restart(self, project: str, name: str, *, by: str) -> Change:
+    async def restart(self, project: str, name: str, *, by: str, force: bool = False) -> Change:
         async with self._engine.begin() as conn:
             app = await self._active(conn, project, name)
-            return await self._store_version(conn, app, app.spec, kind=ChangeKind.RESTART, by=by)
+            return await self._store_version(conn, app, app.spec, kind=ChangeKind.RESTART, by=by, force=force)
+
+    async def rollback(
+        self, project: str, name: str, *, to_version: int | None, by: str, reason: str = "", force: bool = False
+    ) -> Change:
+        """Bring back an earlier version's template (by default the newest one that differs from
+        the current), keeping the current number of instances, as `kubectl rollout undo` does.
+        Its instances match the old template, so the ones still serving are kept."""
+        async with self._engine.begin() as conn:
+            app = await self._active(conn, project, name)
+            versions = await self._versions(conn, app.id)
+            if to_version is None:
+                target = next((v for v in versions if v.template_hash != app.template_hash), None)
+                if target is None:
+                    raise Conflict(f"app '{name}' has no earlier version to roll back to")
+            else:
+                target = next((v for v in versions if v.version == to_version), None)
+                if target is None:
+                    raise NotFound(f"app '{name}' has no version {to_version}")
+            spec = target.spec.model_copy(update={"instances": app.desired_instances})
+            return await self._store_version(
+                conn,
+                app,
+                spec,
+                kind=ChangeKind.ROLLBACK,
+                by=by,
+                force=force,
+                template_hash=target.template_hash,
+                change=f"rollback to version {target.version}" + (f": {reason}" if reason else ""),
+            )
+
+    async def _check_domains(self, conn: AsyncConnection, spec: AppSpec) -> None:
+        """A host name routes to one app only: refuse one another app already uses (409)."""
+        if not spec.domains:
+            return
+        for other in await self._active_apps(conn):
+            if (other.project, other.name) == (spec.project, spec.name):
+                continue
+            taken = sorted(set(spec.domains) & set(other.spec.domains))
+            if taken:
+                raise Conflict(f"domain {taken[0]} is used by app '{other.name}' in project '{other.project}'")
 
     async def delete(self, project: str, name: str, *, by: str) -> Change:
         """Mark the app for deletion; the reconciler stops its instances, then `finish_delete`."""
@@ -303,8 +352,18 @@ class AppStore:
         *,
         kind: ChangeKind,
         by: str,
+        force: bool = False,
+        template_hash: str | None = None,
+        change: str | None = None,
     ) -> Change:
         now = time.time()
+        if app is not None and app.lifecycle is Lifecycle.ACTIVE and not force:
+            running = await self._running_deployment(conn, app.id)
+            if running is not None:
+                raise Conflict(
+                    f"deployment {running.id} ({running.kind.value} to version {running.to_version}) of app "
+                    f"'{app.name}' is still running; wait for it, or force this change to replace it"
+                )
         if app is None:
             result = await conn.execute(
                 db.apps.insert().values(
@@ -331,7 +390,7 @@ class AppStore:
                 + 1
             )
         previous = app if app is not None and app.lifecycle is Lifecycle.ACTIVE else None
-        template_hash = compute_template_hash(
+        template_hash = template_hash or compute_template_hash(
             spec,
             previous_spec=previous.spec if previous else None,
             previous_hash=previous.template_hash if previous else None,
@@ -346,7 +405,7 @@ class AppStore:
                 template_hash=template_hash,
                 created_at=now,
                 created_by=by,
-                change=describe_change(previous.spec if previous else None, spec, kind),
+                change=change or describe_change(previous.spec if previous else None, spec, kind),
             )
         )
         await conn.execute(
@@ -411,22 +470,27 @@ class AppStore:
 
     async def list_versions(self, app_id: int) -> list[VersionRecord]:
         async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(db.app_versions)
-                .where(db.app_versions.c.app_id == app_id)
-                .order_by(db.app_versions.c.version.desc())
+            return await self._versions(conn, app_id)
+
+    @staticmethod
+    async def _versions(conn: AsyncConnection, app_id: int) -> list[VersionRecord]:
+        """Newest first."""
+        rows = await conn.execute(
+            sa.select(db.app_versions)
+            .where(db.app_versions.c.app_id == app_id)
+            .order_by(db.app_versions.c.version.desc())
+        )
+        return [
+            VersionRecord(
+                version=r.version,
+                spec=AppSpec.model_validate(r.spec),
+                template_hash=r.template_hash,
+                created_at=r.created_at,
+                created_by=r.created_by,
+                change=r.change,
             )
-            return [
-                VersionRecord(
-                    version=r.version,
-                    spec=AppSpec.model_validate(r.spec),
-                    template_hash=r.template_hash,
-                    created_at=r.created_at,
-                    created_by=r.created_by,
-                    change=r.change,
-                )
-                for r in rows
-            ]
+            for r in rows
+        ]
 
     async def list_deployments(self, app_id: int, *, limit: int = 50) -> list[Deployment]:
         async with self._engine.connect() as conn:
@@ -441,17 +505,21 @@ class AppStore:
 
     async def running_deployment(self, app_id: int) -> Deployment | None:
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(*_DEPLOYMENT_COLUMNS)
-                    .select_from(_DEPLOYMENT_JOIN)
-                    .where(
-                        db.deployments.c.app_id == app_id,
-                        db.deployments.c.status == DeploymentStatus.RUNNING.value,
-                    )
+            return await self._running_deployment(conn, app_id)
+
+    @staticmethod
+    async def _running_deployment(conn: AsyncConnection, app_id: int) -> Deployment | None:
+        row = (
+            await conn.execute(
+                sa.select(*_DEPLOYMENT_COLUMNS)
+                .select_from(_DEPLOYMENT_JOIN)
+                .where(
+                    db.deployments.c.app_id == app_id,
+                    db.deployments.c.status == DeploymentStatus.RUNNING.value,
                 )
-            ).first()
-            return None if row is None else _deployment(row)
+            )
+        ).first()
+        return None if row is None else _deployment(row)
 
     async def get_deployment(self, deployment_id: int) -> Deployment:
         async with self._engine.connect() as conn:

@@ -21,6 +21,7 @@ class ChangeKind(enum.StrEnum):
     UPDATE = "update"
     SCALE = "scale"
     RESTART = "restart"
+    ROLLBACK = "rollback"
     DELETE = "delete"
 
 

@@ -125,6 +125,14 @@ class EventBus:
             rows = [Event(**r._mapping) for r in await conn.execute(query)]
         return sorted(rows, key=lambda e: e.id)
 
+    async def for_deployment(self, deployment_id: int) -> list[Event]:
+        """A deployment's steps: every event tied to it, oldest first."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(db.events).where(db.events.c.deployment == deployment_id).order_by(db.events.c.id)
+            )
+            return [Event(**r._mapping) for r in rows]
+
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[Event | None]]:
         """A queue of new events; `None` in it means the subscriber fell behind and was dropped."""

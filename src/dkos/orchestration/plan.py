@@ -37,6 +37,11 @@ class DesiredApp:
     instances: int
     deleting: bool
     restart: RestartBackoff
+    max_surge: int = 1
+    """Instances allowed above `instances` while a new version rolls out (already resolved)."""
+    max_unavailable: int = 0
+    """Available instances allowed below `instances` while a new version rolls out."""
+    min_ready_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -214,31 +219,54 @@ def compute(
         if not_before > now:
             wake_at.append(not_before)
 
-    waiting_to_roll: list[int] = []
-    rolling = 0
+    def available(instance: Instance) -> bool:
+        """Healthy for at least `min_ready_seconds` (Kubernetes' "available")."""
+        return instance.state is InstanceState.HEALTHY and (
+            not app.min_ready_seconds or now - (instance.healthy_at or now) >= app.min_ready_seconds
+        )
+
+    # Per slot: the current-template instance (if any) and the old one still serving.
+    to_roll: list[tuple[int, Instance]] = []
+    occupied = 0
+    ready = 0
     for slot in range(app.instances):
         here = by_slot.get(slot, [])
-        new = [i for i in here if i.template_hash == app.template_hash]
+        new = _best_first([i for i in here if i.template_hash == app.template_hash])
         old = [i for i in here if i.template_hash != app.template_hash]
-        serving_old = [i for i in old if i.state is InstanceState.HEALTHY]
+        serving = [i for i in old if i.state is InstanceState.HEALTHY]
         for instance in old:
-            if instance not in serving_old:
+            if instance not in serving:  # an old instance that serves nobody goes at once
                 stop(instance, f"replaced by version {app.version}")
-        for extra in _best_first(new)[1:]:
+        for extra in new[1:]:
             stop(extra, "duplicate in its slot")
-        if new:
-            if serving_old and _best_first(new)[0].state is InstanceState.HEALTHY:
-                for instance in serving_old:
-                    stop(instance, f"replaced by version {app.version}")
-            elif serving_old:
-                rolling += 1
-        elif serving_old:
-            waiting_to_roll.append(slot)
-        else:
+        if new and available(new[0]):
+            for instance in serving:
+                stop(instance, f"replaced by version {app.version}")
+            serving = []
+        elif new and new[0].state is InstanceState.HEALTHY and app.min_ready_seconds:
+            wake_at.append((new[0].healthy_at or now) + app.min_ready_seconds)
+        if not new and not serving:
             create(slot)
+            occupied += 1
+            continue
+        occupied += len(new[:1]) + len(serving[:1])
+        ready += 1 if serving or available(new[0]) else 0
+        if not new:
+            to_roll.append((slot, serving[0]))
 
-    for slot in waiting_to_roll[: max(0, 1 - rolling)]:
-        create(slot)
+    # Rolling: start new instances beside old ones within the surge, and stop old ones
+    # before their replacement is ready within the unavailable budget (both resolved
+    # from the strategy with Kubernetes' rounding).
+    surge_room = app.instances + app.max_surge - occupied
+    unavailable_room = ready - (app.instances - app.max_unavailable)
+    for slot, old_instance in to_roll:
+        if surge_room > 0:
+            surge_room -= 1
+            create(slot)
+        elif unavailable_room > 0:
+            unavailable_room -= 1
+            stop(old_instance, f"replaced by version {app.version}")
+            create(slot)
 
     return Plan(tuple(actions), min(wake_at, default=None))
 

@@ -2,10 +2,10 @@
 
 A deployment succeeds when exactly the desired number of instances run, all healthy and
 all of the current template. It fails when an instance of the new template cannot start
-for a permanent reason (a missing image), or when one slot has failed
-`failure_threshold` times in a row since the deployment began. Either way the reconciler
-keeps trying with backoff: a failed deployment is a verdict for the user, not an order
-to give up (automatic rollback is the deployer's job).
+for a permanent reason (a missing image), when one slot has failed `failure_threshold`
+times in a row since the deployment began, or when it made no progress (no new instance
+became healthy) for `progress_deadline` seconds. The reconciler then rolls an update back
+to the version before it; otherwise it keeps trying with backoff.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def compute_outcome(
     template_hash: str,
     desired: int,
     failure_threshold: int,
+    progress_deadline: float,
+    now: float,
 ) -> Outcome | None:
     """The deployment's outcome, or None while it is still under way."""
     active = [i for i in instances if i.state in ACTIVE]
@@ -64,4 +66,14 @@ def compute_outcome(
                 DeploymentStatus.FAILED,
                 f"{failure_threshold} starts in a row failed; last: instance {failure.id} {failure.reason}",
             )
+    last_progress = max(
+        (i.healthy_at or 0.0 for i in instances if i.template_hash == template_hash),
+        default=0.0,
+    )
+    if now - max(deployment.created_at, last_progress) > progress_deadline:
+        return Outcome(
+            DeploymentStatus.FAILED,
+            f"no progress for {progress_deadline:g}s (progress deadline): "
+            f"{healthy_count(active, template_hash)} of {desired} instances healthy",
+        )
     return None

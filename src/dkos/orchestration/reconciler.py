@@ -42,6 +42,7 @@ _INSTANCE_EVENTS = {
     InstanceState.STOPPED: EventType.INSTANCE_STOPPED,
     InstanceState.FAILED: EventType.INSTANCE_FAILED,
 }
+_ROLLED_BACK_ON_FAILURE = frozenset({ChangeKind.UPDATE, ChangeKind.RESTART})
 _DEPLOYMENT_EVENTS = {
     DeploymentStatus.SUCCEEDED: EventType.DEPLOYMENT_SUCCEEDED,
     DeploymentStatus.FAILED: EventType.DEPLOYMENT_FAILED,
@@ -218,6 +219,7 @@ class Reconciler:
         instances = await self._instances.for_app(app_id)
         containers = await self._engine.recover(self._labels(app))
         now = self._clock()
+        surge, unavailable = app.spec.strategy.bounds(app.desired_instances)
         decided = plan.compute(
             plan.DesiredApp(
                 app_id=app.id,
@@ -226,6 +228,9 @@ class Reconciler:
                 instances=app.desired_instances,
                 deleting=app.lifecycle is Lifecycle.DELETING,
                 restart=app.spec.restart,
+                max_surge=surge,
+                max_unavailable=unavailable,
+                min_ready_seconds=app.spec.strategy.min_ready_seconds,
             ),
             instances,
             containers,
@@ -396,15 +401,40 @@ class Reconciler:
         deployment = await self._apps.running_deployment(app.id)
         if deployment is None:
             return
+        now = self._clock()
         outcome = progress.compute_outcome(
             deployment,
             instances,
             template_hash=app.template_hash,
             desired=app.desired_instances,
             failure_threshold=self._settings.deploy_failure_threshold,
+            progress_deadline=app.spec.strategy.progress_deadline,
+            now=now,
         )
-        if outcome is not None:
-            await self._record_outcome(app, deployment.id, outcome)
+        if outcome is None:
+            self._nudge_at(app.id, now + app.spec.strategy.progress_deadline)
+            return
+        await self._record_outcome(app, deployment.id, outcome)
+        if outcome.status is DeploymentStatus.FAILED and deployment.kind in _ROLLED_BACK_ON_FAILURE:
+            await self._roll_back(app, deployment.from_version, outcome.reason)
+
+    async def _roll_back(self, app: AppRecord, to_version: int | None, reason: str) -> None:
+        """Automatic rollback of a failed update: the old instances still serve (a rollout
+        keeps them until new ones are healthy), and the rollback's template is theirs."""
+        if to_version is None:
+            return
+        change = await self._apps.rollback(
+            app.project, app.name, to_version=to_version, by="dkos", reason=reason, force=True
+        )
+        if change.deployment is not None:
+            await self._bus.emit(
+                EventType.DEPLOYMENT_STARTED,
+                f"automatic rollback to version {to_version}: {reason}",
+                project=app.project,
+                app=app.name,
+                deployment=change.deployment.id,
+            )
+        self.nudge(app.id)
 
     async def _record_outcome(self, app: AppRecord, deployment_id: int, outcome: progress.Outcome) -> None:
         if await self._apps.finish_deployment(deployment_id, outcome.status, outcome.reason):
@@ -417,12 +447,15 @@ class Reconciler:
             )
 
     async def _instance_event(self, app: AppRecord, instance: Instance, message: str) -> None:
+        """An instance transition, tied to the app's running deployment: its steps."""
+        deployment = await self._apps.running_deployment(app.id)
         await self._bus.emit(
             _INSTANCE_EVENTS[instance.state],
             message,
             project=app.project,
             app=app.name,
             instance=instance.id,
+            deployment=deployment.id if deployment else None,
         )
 
     # health ------------------------------------------------------------------------------
@@ -481,13 +514,7 @@ class Reconciler:
                 instance, InstanceState.FAILED, allowed_from=RUNNING, reason=message, ended_at=now
             )
         if moved is not None:
-            await self._bus.emit(
-                _INSTANCE_EVENTS[moved.state],
-                message,
-                project=target.project,
-                app=target.app,
-                instance=moved.id,
-            )
+            await self._instance_event(await self._apps.app_by_id(target.app_id), moved, message)
             self.nudge(target.app_id)
 
     # engine ------------------------------------------------------------------------------

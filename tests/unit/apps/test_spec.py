@@ -115,3 +115,42 @@ def test_an_invalid_spec_names_the_field_and_the_rule(text: str, field: str, rul
         spec.parse(text)
     problems = caught.value.problems
     assert any(p.field == field and rule in p.rule for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("surge", "unavailable", "instances", "expected"),
+    [
+        ("25%", "25%", 10, (3, 2)),  # Kubernetes: surge rounds up, unavailable rounds down
+        ("25%", "25%", 4, (1, 1)),
+        ("25%", "25%", 2, (1, 0)),
+        (0, "10%", 5, (0, 1)),  # both 0 after rounding: one may be unavailable
+        (2, 0, 3, (2, 0)),
+    ],
+)
+def test_strategy_bounds_follow_the_kubernetes_rounding(
+    surge: int | str, unavailable: int | str, instances: int, expected: tuple[int, int]
+) -> None:
+    strategy = spec.Strategy(max_surge=surge, max_unavailable=unavailable)
+    assert strategy.bounds(instances) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "rule"),
+    [
+        ("strategy: {max_surge: 0, max_unavailable: 0}", "strategy.max_unavailable", "cannot both be 0"),
+        ("strategy: {max_surge: 150%}", "strategy.max_surge", "percentage from 0% to 100%"),
+        ("strategy: {drain_timeout: -1}", "strategy.drain_timeout", "must be ≥ 0"),
+        ("domains: [not_a_host]", "domains.0", "must be a host name"),
+        ("domains: [a.example.com, A.example.com]", "domains", "listed once"),
+    ],
+)
+def test_strategy_and_domain_rules(text: str, field: str, rule: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        spec.parse(f"name: web\nimage: x\nports: [{{name: http, container_port: 80}}]\n{text}")
+    assert any(p.field == field and rule in p.rule for p in caught.value.problems), caught.value.problems
+
+
+def test_domains_need_an_http_port() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        spec.parse("name: web\nimage: x\nports: [{name: db, container_port: 5432, protocol: tcp}]\ndomains: [a.b.c]")
+    assert caught.value.problems[0].field == "ports"

@@ -12,7 +12,15 @@ LIMITS = plan.Limits(backoff_reset_after=600, orphan_grace=30)
 S = InstanceState
 
 
-def _app(instances: int = 3, template: str = "t1", deleting: bool = False) -> plan.DesiredApp:
+def _app(
+    instances: int = 3,
+    template: str = "t1",
+    deleting: bool = False,
+    *,
+    surge: int = 1,
+    unavailable: int = 0,
+    min_ready: float = 0,
+) -> plan.DesiredApp:
     return plan.DesiredApp(
         app_id=1,
         version=1,
@@ -20,6 +28,9 @@ def _app(instances: int = 3, template: str = "t1", deleting: bool = False) -> pl
         instances=instances,
         deleting=deleting,
         restart=RestartBackoff(),
+        max_surge=surge,
+        max_unavailable=unavailable,
+        min_ready_seconds=min_ready,
     )
 
 
@@ -172,3 +183,41 @@ def test_deleting_stops_everything_then_finishes() -> None:
 def test_a_stopping_instance_is_stopped_again_after_a_restart_of_the_server() -> None:
     stopping = _instance(0, S.STOPPING, reason="scaled to 0")
     assert _compute(_app(0), [stopping], [_container(0)]).actions == (plan.StopInstance(stopping, "scaled to 0"),)
+
+
+def _old_fleet(count: int) -> tuple[list[Instance], list[ContainerStatus]]:
+    return [_instance(n, S.HEALTHY, template="t0") for n in range(count)], [_container(n) for n in range(count)]
+
+
+def test_the_default_strategy_for_four_uses_one_surge_and_one_unavailable() -> None:
+    old, containers = _old_fleet(4)
+    decided = _compute(_app(4, surge=1, unavailable=1), old, containers)
+    assert _of(plan.CreateInstance, decided) == [
+        plan.CreateInstance(slot=0, not_before=NOW),
+        plan.CreateInstance(slot=1, not_before=NOW),
+    ]
+    assert _of(plan.StopInstance, decided) == [plan.StopInstance(old[1], "replaced by version 1")]
+
+
+def test_a_surge_of_two_starts_two_new_instances_and_stops_nothing_yet() -> None:
+    old, containers = _old_fleet(2)
+    decided = _compute(_app(2, surge=2, unavailable=0), old, containers)
+    assert len(_of(plan.CreateInstance, decided)) == 2 and not _of(plan.StopInstance, decided)
+
+
+def test_no_surge_replaces_within_the_unavailable_budget() -> None:
+    old, containers = _old_fleet(3)
+    decided = _compute(_app(3, surge=0, unavailable=1), old, containers)
+    assert _of(plan.StopInstance, decided) == [plan.StopInstance(old[0], "replaced by version 1")]
+    assert _of(plan.CreateInstance, decided) == [plan.CreateInstance(slot=0, not_before=NOW)]
+
+
+def test_a_new_instance_must_stay_healthy_for_min_ready_seconds_before_the_old_one_goes() -> None:
+    old, containers = _old_fleet(1)
+    fresh = _instance(5, S.HEALTHY, slot=0, healthy_at=NOW - 2)
+    decided = _compute(_app(1, min_ready=5), [*old, fresh], [*containers, _container(5)])
+    assert not _of(plan.StopInstance, decided)
+    assert decided.wake_at == NOW + 3
+    settled = _instance(5, S.HEALTHY, slot=0, healthy_at=NOW - 6)
+    decided = _compute(_app(1, min_ready=5), [*old, settled], [*containers, _container(5)])
+    assert _of(plan.StopInstance, decided) == [plan.StopInstance(old[0], "replaced by version 1")]

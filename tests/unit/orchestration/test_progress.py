@@ -33,8 +33,10 @@ def _instance(n: int, state: InstanceState, template: str = "t2", **fields: obje
     )  # type: ignore[arg-type]
 
 
-def _outcome(instances: list[Instance]) -> Outcome | None:
-    return compute_outcome(DEPLOYMENT, instances, template_hash="t2", desired=2, failure_threshold=3)
+def _outcome(instances: list[Instance], now: float = 110.0) -> Outcome | None:
+    return compute_outcome(
+        DEPLOYMENT, instances, template_hash="t2", desired=2, failure_threshold=3, progress_deadline=60, now=now
+    )
 
 
 def test_succeeds_when_exactly_the_desired_instances_are_healthy_on_the_new_template() -> None:
@@ -73,3 +75,16 @@ def test_fails_after_repeated_crashes_in_one_slot() -> None:
 def test_failures_from_before_the_deployment_do_not_count() -> None:
     earlier = [_instance(n, InstanceState.FAILED, slot=0, reason="x", ended_at=50.0 + n) for n in range(5)]
     assert _outcome(earlier) is None
+
+
+def test_fails_when_no_new_instance_gets_healthy_within_the_progress_deadline() -> None:
+    starting = [_instance(0, InstanceState.STARTING), _instance(1, InstanceState.STARTING)]
+    assert _outcome(starting, now=159.0) is None
+    outcome = _outcome(starting, now=161.0)
+    assert outcome is not None and outcome.status is DeploymentStatus.FAILED
+    assert outcome.reason == "no progress for 60s (progress deadline): 0 of 2 instances healthy"
+
+
+def test_progress_pushes_the_deadline_back() -> None:
+    one_healthy = [_instance(0, InstanceState.HEALTHY, healthy_at=150.0), _instance(1, InstanceState.STARTING)]
+    assert _outcome(one_healthy, now=200.0) is None
