@@ -353,4 +353,4 @@ def test_a_version_that_never_gets_healthy_is_rolled_back_and_the_old_one_keeps_
     versions = server.get("/v1/apps/web/versions").json()["versions"]
     assert versions[0]["created_by"] == "dkos" and versions[0]["change"].startswith("rollback to version 1: ")
     steps = server.get(f"/v1/deployments/{broken['deployment']['id']}").json()["steps"]
-    assert [s["type"] for s in steps][0] == "deployment.started" and steps[-1]["type"] == "deployment.failed"
+    assert steps[0]["type"] == "deployment.started" and steps[-1]["type"] == "deployment.failed"
