@@ -31,8 +31,11 @@ from dkos.core.events import EventBus
 from dkos.core.settings import Settings
 from dkos.engines.docker import DockerEngine
 from dkos.iam.tokens import TokenStore
+from dkos.lb.certs import CertificateStore
+from dkos.lb.manager import LoadBalancer
 from dkos.orchestration.instances import InstanceStore
 from dkos.orchestration.reconciler import Reconciler
+from dkos.orchestration.router import Router
 
 log = logging.getLogger("dkos")
 
@@ -80,8 +83,9 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    async with db.open_database(settings.db_url) as engine:
-        apps = AppStore(engine)
+    async with contextlib.AsyncExitStack() as stack:
+        engine = await stack.enter_async_context(db.open_database(settings.db_url))
+        apps = AppStore(engine, service_ports=range(settings.service_port_min, settings.service_port_max + 1))
         await apps.ensure_project("default", "created at first start")
         server_id = await server_identity(engine)
         tokens = TokenStore(engine)
@@ -89,45 +93,64 @@ async def serve(settings: Settings) -> None:
         log.info("admin token in %s", token_file.resolve())
         bus = EventBus(engine)
         docker = DockerEngine(settings.docker_url)
+        stack.push_async_callback(docker.close)
         instances = InstanceStore(engine)
-        try:
-            async with Reconciler(
+        balancer = None
+        if settings.lb_enabled:
+            # HAProxy outlives this process (the data plane keeps serving); a restart adopts it.
+            balancer = await stack.enter_async_context(
+                LoadBalancer(run_dir=settings.data_dir / "lb", haproxy=settings.haproxy)
+            )
+        router = Router(
+            settings=settings,
+            apps=apps,
+            instances=instances,
+            balancer=balancer,
+            certificates=CertificateStore(settings.data_dir / "tls") if balancer else None,
+        )
+        reconciler = await stack.enter_async_context(
+            Reconciler(
                 settings=settings,
                 apps=apps,
                 instances=instances,
                 engine=docker,
                 bus=bus,
                 owner=server_id,
-            ) as reconciler:
-                services = Services(
-                    settings=settings,
-                    server_id=server_id,
-                    apps=apps,
-                    instances=instances,
-                    tokens=tokens,
-                    bus=bus,
-                    reconciler=reconciler,
-                )
-                host, port = settings.host_port
-                config = uvicorn.Config(
-                    create_app(services),
-                    host=host,
-                    port=port,
-                    log_level="warning",
-                    lifespan="off",
-                    timeout_graceful_shutdown=5,
-                )
-                log.info(
-                    "dkos %s API on http://%s:%d (server id %s)",
-                    dkos.__version__,
-                    host,
-                    port,
-                    server_id,
-                )
-                await _Server(config, bus).serve()
-                log.info("stopping: loops end, instances keep running")
-        finally:
-            await docker.close()
+                router=router,
+            )
+        )
+        services = Services(
+            settings=settings,
+            server_id=server_id,
+            apps=apps,
+            instances=instances,
+            tokens=tokens,
+            bus=bus,
+            reconciler=reconciler,
+            router=router,
+            balancer=balancer,
+        )
+        host, port = settings.host_port
+        config = uvicorn.Config(
+            create_app(services),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        log.info("dkos %s API on http://%s:%d (server id %s)", dkos.__version__, host, port, server_id)
+        if balancer is not None:
+            log.info(
+                "load balancer: http://%s:%d, https://%s:%d, apps at <app>.<project>.%s",
+                settings.lb_bind_address,
+                settings.lb_http_port,
+                settings.lb_bind_address,
+                settings.lb_https_port,
+                settings.base_domain,
+            )
+        await _Server(config, bus).serve()
+        log.info("stopping: loops end, instances and the load balancer keep running")
 
 
 def configure_logging() -> None:

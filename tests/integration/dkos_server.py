@@ -6,6 +6,7 @@ by the `dkos.owner` label without touching anything else on the engine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -53,12 +54,24 @@ class DkosServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
         self.server_id: str | None = None
+        # Every server gets its own load-balancer ports, so tests never collide.
+        self.http_port = free_port()
+        self.https_port = free_port()
+        self.service_port = free_port()
 
     # process ---------------------------------------------------------------------------
 
     def start(self) -> DkosServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "DKOS_RESYNC_INTERVAL": "2", **self.extra_env}
+        env = {
+            **os.environ,
+            "DKOS_RESYNC_INTERVAL": "2",
+            "DKOS_LB_HTTP_PORT": str(self.http_port),
+            "DKOS_LB_HTTPS_PORT": str(self.https_port),
+            "DKOS_SERVICE_PORT_MIN": str(self.service_port),
+            "DKOS_SERVICE_PORT_MAX": str(self.service_port),
+            **self.extra_env,
+        }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -101,6 +114,16 @@ class DkosServer:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=30)
         return int(self.process.returncode)
+
+    def cleanup(self) -> None:
+        """Stop the server, then what it leaves running on purpose: containers and HAProxy."""
+        if self.process is not None:
+            self.stop()
+        self.remove_containers()
+        pid_file = self.data_dir / "lb" / "haproxy.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -35,8 +35,7 @@ def web(name: str = "web", instances: int = 3, **overrides: Any) -> dict[str, An
 def server(tmp_path: Path) -> Iterator[DkosServer]:
     running = DkosServer(tmp_path / "data").start()
     yield running
-    running.stop()
-    running.remove_containers()
+    running.cleanup()
 
 
 def test_deploys_three_instances_that_all_become_healthy(server: DkosServer) -> None:

@@ -26,8 +26,7 @@ stop_grace_period: 5
 def server(tmp_path: Path) -> Iterator[DkosServer]:
     running = DkosServer(tmp_path / "data").start()
     yield running
-    running.stop()
-    running.remove_containers()
+    running.cleanup()
 
 
 def test_deploy_wait_then_list_instances_as_json(server: DkosServer, tmp_path: Path) -> None:

@@ -112,5 +112,4 @@ def test_starts_without_an_engine_says_so_and_reconnects_when_it_comes_back(tmp_
             assert len(server.wait_healthy("web", 1, timeout=20)) == 1
             server.stop()
     finally:
-        server.stop()
-        server.remove_containers()
+        server.cleanup()

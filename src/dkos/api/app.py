@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 import dkos
-from dkos.api import apps, events
+from dkos.api import apps, events, traffic
 from dkos.api.apps import Svc
 from dkos.api.auth import BearerAuth
 from dkos.api.services import Services
@@ -58,4 +58,5 @@ def create_app(services: Services) -> FastAPI:
 
     api.include_router(apps.router, tags=["apps"])
     api.include_router(events.router, tags=["events"])
+    api.include_router(traffic.router, tags=["load balancer"])
     return api

@@ -105,6 +105,7 @@ async def app_json(svc: Services, app: AppRecord, *, detail: bool) -> dict[str, 
         "counts": {state.value: counts.get(state.value, 0) for state in _COUNTED},
         "state": _state(app, [i for i in instances if i.state in LIVE], last),
         "last_deployment": deployment_json(last, app, instances),
+        "urls": svc.router.urls(app, await svc.apps.service_ports(app.id)),
         "created_at": app.created_at,
         "updated_at": app.updated_at,
     }

@@ -9,7 +9,9 @@ from dkos.core.events import EventBus
 from dkos.core.settings import Settings
 from dkos.iam.tokens import TokenStore
 from dkos.orchestration.instances import InstanceStore
+from dkos.lb.manager import LoadBalancer
 from dkos.orchestration.reconciler import Reconciler
+from dkos.orchestration.router import Router
 
 
 @dataclass(frozen=True)
@@ -21,3 +23,5 @@ class Services:
     tokens: TokenStore
     bus: EventBus
     reconciler: Reconciler
+    router: Router
+    balancer: LoadBalancer | None

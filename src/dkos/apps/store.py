@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dkos.apps.spec import AppSpec
+from dkos.apps.spec import AppSpec, Protocol
 from dkos.apps.versions import ChangeKind, compute_template_hash, describe_change
 from dkos.core import db
 from dkos.core.errors import Conflict, NotFound
@@ -169,8 +169,9 @@ def _deployment(row: Any) -> Deployment:
 class AppStore:
     """Reads and writes apps, versions, projects and deployments."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, service_ports: range = range(10000, 11000)) -> None:
         self._engine = engine
+        self._service_port_range = service_ports
 
     # projects ---------------------------------------------------------------------------
 
@@ -297,6 +298,41 @@ class AppStore:
                 change=f"rollback to version {target.version}" + (f": {reason}" if reason else ""),
             )
 
+    async def _allocate_service_ports(self, conn: AsyncConnection, app_id: int, spec: AppSpec) -> None:
+        """Each TCP port gets a service port on the load balancer, kept across versions
+        (Marathon's `port: 0`); ports the spec no longer has are given back."""
+        wanted = {p.name for p in spec.ports if p.protocol is Protocol.TCP}
+        await conn.execute(
+            db.service_ports.delete().where(
+                db.service_ports.c.app_id == app_id, db.service_ports.c.port_name.not_in(wanted)
+            )
+        )
+        have = await self._service_ports(conn, app_id)
+        missing = sorted(wanted - have.keys())
+        if not missing:
+            return
+        taken = set((await conn.scalars(sa.select(db.service_ports.c.port))).all())
+        free = (p for p in self._service_port_range if p not in taken)
+        for name in missing:
+            port = next(free, None)
+            if port is None:
+                raise Conflict(
+                    f"no free service port left in {self._service_port_range.start}-{self._service_port_range.stop - 1}"
+                )
+            await conn.execute(db.service_ports.insert().values(port=port, app_id=app_id, port_name=name))
+
+    @staticmethod
+    async def _service_ports(conn: AsyncConnection, app_id: int) -> dict[str, int]:
+        rows = await conn.execute(
+            sa.select(db.service_ports.c.port_name, db.service_ports.c.port).where(db.service_ports.c.app_id == app_id)
+        )
+        return {r.port_name: r.port for r in rows}
+
+    async def service_ports(self, app_id: int) -> dict[str, int]:
+        """TCP port name → its service port on the load balancer."""
+        async with self._engine.connect() as conn:
+            return await self._service_ports(conn, app_id)
+
     async def _check_domains(self, conn: AsyncConnection, spec: AppSpec) -> None:
         """A host name routes to one app only: refuse one another app already uses (409)."""
         if not spec.domains:
@@ -324,6 +360,7 @@ class AppStore:
 
     async def finish_delete(self, app_id: int) -> None:
         async with self._engine.begin() as conn:
+            await conn.execute(db.service_ports.delete().where(db.service_ports.c.app_id == app_id))
             await conn.execute(
                 db.apps.update()
                 .where(db.apps.c.id == app_id, db.apps.c.lifecycle == Lifecycle.DELETING.value)
@@ -418,6 +455,7 @@ class AppStore:
                 updated_at=now,
             )
         )
+        await self._allocate_service_ports(conn, app_id, spec)
         stored = await self._require(conn, app_id)
         deployment = await self._start_deployment(
             conn,

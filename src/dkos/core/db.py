@@ -123,6 +123,16 @@ events = sa.Table(
     sa.Column("instance", sa.String(80)),
     sa.Column("deployment", sa.Integer),
     sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_events_deployment", "deployment"),
+)
+
+service_ports = sa.Table(
+    "service_ports",
+    metadata,
+    sa.Column("port", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("app_id", sa.Integer, sa.ForeignKey("apps.id"), nullable=False),
+    sa.Column("port_name", sa.String(63), nullable=False),
+    sa.UniqueConstraint("app_id", "port_name"),
 )
 
 

@@ -43,6 +43,17 @@ class Settings(BaseSettings):
         description="Seconds a labelled container nothing tracks may live before the sweeper removes it.",
     )
 
+    lb_enabled: bool = Field(True, description="Run HAProxy and route the apps' ports through it.")
+    haproxy: str = Field("/usr/sbin/haproxy", description="The HAProxy 2.6 binary.")
+    lb_bind_address: str = Field("127.0.0.1", description="Address the load balancer's listeners bind to.")
+    lb_http_port: int = Field(8080, description="The HTTP listener (80 in production).")
+    lb_https_port: int = Field(8443, description="The HTTPS listener (443 in production).")
+    base_domain: str = Field(
+        "localhost", description="Apps answer `<app>.<project>.<base domain>`; *.localhost resolves to loopback."
+    )
+    service_port_min: int = Field(10000, description="First service port given to TCP app ports.")
+    service_port_max: int = Field(10999, description="Last service port given to TCP app ports.")
+
     log_max_size: str = Field("10m", description="Engine-side json-file rotation: size of one file.")
     log_max_files: int = Field(3, description="Engine-side json-file rotation: files kept per container.")
 

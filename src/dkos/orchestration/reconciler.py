@@ -30,6 +30,7 @@ from dkos.engines import base
 from dkos.engines.base import ContainerSpec, ContainerState, ContainerStatus, Engine, EngineInfo
 from dkos.orchestration import health, plan, progress
 from dkos.orchestration.instances import LIVE, RUNNING, Instance, InstanceState, InstanceStore
+from dkos.orchestration.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,11 @@ class Reconciler:
         engine: Engine,
         bus: EventBus,
         owner: str,
+        router: Router,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self.router = router
         self._apps = apps
         self._instances = instances
         self._engine = engine
@@ -243,6 +246,8 @@ class Reconciler:
         changed = await self._execute(app, decided.actions)
         if decided.wake_at is not None:
             self._nudge_at(app_id, decided.wake_at)
+        if changed:
+            await self._route()
         current = await self._instances.for_app(app_id)
         self.health.sync(app_id, self._health_targets(app, current))
         await self._judge_deployment(app, current)
@@ -358,30 +363,41 @@ class Reconciler:
             await self._instance_event(app, started, why)
 
     async def _stop(self, app: AppRecord, instance: Instance, reason: str) -> None:
-        """Drain-free stop for now: SIGTERM, SIGKILL after the grace period, remove, record."""
+        """Every stop dkos makes: drain in the LB (acknowledged), wait until no request is in
+        flight (bounded by the drain timeout), SIGTERM, SIGKILL after the grace period,
+        remove the container, and take the instance out of the LB."""
         stopping = await self._instances.transition(
-            instance,
-            InstanceState.STOPPING,
-            allowed_from=LIVE | {InstanceState.STOPPING},
-            reason=reason,
+            instance, InstanceState.STOPPING, allowed_from=LIVE | {InstanceState.STOPPING}, reason=reason
         )
         if stopping is None:
             return
         self.health.forget(app.id, instance.id)
         if instance.state is not InstanceState.STOPPING:
             await self._instance_event(app, stopping, reason)
+        if instance.state in (InstanceState.HEALTHY, InstanceState.STOPPING) and await self._route():
+            waited = await self.router.drain(app, stopping)
+            await self._instance_event(app, stopping, f"drained in {waited:.2f}s")
         name = base.container_name(app.project, instance.id, self._owner)
         await self._engine.stop(name, grace=app.spec.stop_grace_period)
         await self._engine.destroy(name)
         stopped = await self._instances.transition(
-            stopping,
-            InstanceState.STOPPED,
-            allowed_from={InstanceState.STOPPING},
-            ended_at=self._clock(),
+            stopping, InstanceState.STOPPED, allowed_from={InstanceState.STOPPING}, ended_at=self._clock()
         )
         if stopped is not None:
             await self._instance_event(app, stopped, reason)
+        await self._route()
         self.nudge(app.id)
+
+    async def _route(self) -> bool:
+        """Bring the LB in line with the stored state; False (and logged) if it could not be."""
+        if not self.router.enabled:
+            return False
+        try:
+            await self.router.sync()
+        except Exception as exc:
+            log.warning("load balancer update failed, the previous configuration keeps serving: %s", exc)
+            return False
+        return True
 
     async def _remove(self, app: AppRecord, container: ContainerStatus) -> None:
         if container.state is ContainerState.RUNNING:
@@ -514,6 +530,7 @@ class Reconciler:
                 instance, InstanceState.FAILED, allowed_from=RUNNING, reason=message, ended_at=now
             )
         if moved is not None:
+            await self._route()  # in rotation once healthy, out the moment a check fails
             await self._instance_event(await self._apps.app_by_id(target.app_id), moved, message)
             self.nudge(target.app_id)
 
@@ -579,6 +596,7 @@ class Reconciler:
             self.nudge(app.id)
             await self._instances.prune(app.id, keep=self._settings.instances_kept_per_app)
         await self._bus.prune(keep=self._settings.events_kept)
+        await self._route()
         if self._engine_up.is_set():
             await self._sweep(set(self._app_ids))
 
