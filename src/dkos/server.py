@@ -33,6 +33,7 @@ from dkos.engines.docker import DockerEngine
 from dkos.iam.tokens import TokenStore
 from dkos.lb.certs import CertificateStore
 from dkos.lb.manager import LoadBalancer
+from dkos.lb.uploads import UploadedCertificates
 from dkos.orchestration.instances import InstanceStore
 from dkos.orchestration.reconciler import Reconciler
 from dkos.orchestration.router import Router
@@ -101,12 +102,15 @@ async def serve(settings: Settings) -> None:
             balancer = await stack.enter_async_context(
                 LoadBalancer(run_dir=settings.data_dir / "lb", haproxy=settings.haproxy)
             )
+        certificates = CertificateStore(settings.data_dir / "tls") if balancer else None
+        uploaded = UploadedCertificates(engine, certificates) if certificates else None
         router = Router(
             settings=settings,
             apps=apps,
             instances=instances,
             balancer=balancer,
-            certificates=CertificateStore(settings.data_dir / "tls") if balancer else None,
+            certificates=certificates,
+            uploads=uploaded,
         )
         reconciler = await stack.enter_async_context(
             Reconciler(
@@ -129,6 +133,8 @@ async def serve(settings: Settings) -> None:
             reconciler=reconciler,
             router=router,
             balancer=balancer,
+            certificates=certificates,
+            uploads=uploaded,
         )
         host, port = settings.host_port
         config = uvicorn.Config(

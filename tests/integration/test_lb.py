@@ -168,6 +168,24 @@ async def test_requests_for_an_app_host_reach_every_instance_in_turn(
     print(f"apply with nothing to do: {again.seconds * 1000:.2f} ms")
 
 
+async def test_stats_count_requests_per_backend_and_server(
+    lb: manager.LoadBalancer, listeners: model.Listeners, demo: Callable[[str], Demo]
+) -> None:
+    one, two = demo("web-1"), demo("web-2")
+    await lb.apply(web(listeners, one.server(), two.server()))
+    await instances_answering(listeners, 6)
+    await get(listeners, host="nobody.default.localhost")
+
+    rows = {(row.proxy, row.name): row for row in await lb.stats()}
+
+    assert {rows[(BACKEND, name)].hrsp_2xx for name in ("web-1", "web-2")} == {3}
+    backend = rows[(BACKEND, "BACKEND")]
+    assert (backend.kind, backend.req_tot, backend.hrsp_2xx, backend.status) == (runtime.StatKind.BACKEND, 6, 6, "UP")
+    frontend = rows[("http", "FRONTEND")]
+    assert (frontend.req_tot, frontend.hrsp_4xx) == (7, 1)
+    assert rows[(BACKEND, "web-1")].status == "no check"  # up; dkos runs the health checks itself
+
+
 async def test_a_request_for_an_unknown_host_gets_404(lb: manager.LoadBalancer, listeners: model.Listeners) -> None:
     await lb.apply(web(listeners))
 
@@ -387,6 +405,22 @@ async def test_a_new_manager_adopts_the_running_haproxy_instead_of_starting_anot
         finally:
             await second.stop()
     assert pid is not None and not alive(pid)
+
+
+async def test_a_new_manager_starts_haproxy_from_the_last_applied_files_when_none_runs(
+    run_dir: Path, listeners: model.Listeners, demo: Callable[[str], Demo]
+) -> None:
+    one = demo("web-1")
+    async with manager.LoadBalancer(run_dir, haproxy=HAPROXY) as first:
+        await first.apply(web(listeners, one.server()))
+        await first.stop()  # as after a reboot
+
+    async with manager.LoadBalancer(run_dir, haproxy=HAPROXY) as second:
+        try:
+            assert second.status().running and not second.status().adopted
+            assert await instances_answering(listeners, 1) == ["web-1"]
+        finally:
+            await second.stop()
 
 
 async def test_a_stale_pid_file_and_socket_do_not_stop_a_start(

@@ -8,8 +8,10 @@ from dkos.apps.store import AppStore
 from dkos.core.events import EventBus
 from dkos.core.settings import Settings
 from dkos.iam.tokens import TokenStore
-from dkos.orchestration.instances import InstanceStore
+from dkos.lb.certs import CertificateStore
 from dkos.lb.manager import LoadBalancer
+from dkos.lb.uploads import UploadedCertificates
+from dkos.orchestration.instances import InstanceStore
 from dkos.orchestration.reconciler import Reconciler
 from dkos.orchestration.router import Router
 
@@ -25,3 +27,5 @@ class Services:
     reconciler: Reconciler
     router: Router
     balancer: LoadBalancer | None
+    certificates: CertificateStore | None
+    uploads: UploadedCertificates | None

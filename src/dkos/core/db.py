@@ -126,6 +126,18 @@ events = sa.Table(
     sa.Index("ix_events_deployment", "deployment"),
 )
 
+certificates = sa.Table(
+    "certificates",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("names", sa.JSON, nullable=False),
+    sa.Column("not_after", sa.Float, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("issuer", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 service_ports = sa.Table(
     "service_ports",
     metadata,

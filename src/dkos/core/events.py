@@ -39,6 +39,7 @@ class EventType(enum.StrEnum):
     INSTANCE_FAILED = "instance.failed"
     ENGINE_UNREACHABLE = "engine.unreachable"
     ENGINE_REACHABLE = "engine.reachable"
+    LB_ERROR = "lb.error"
 
 
 @dataclass(frozen=True)

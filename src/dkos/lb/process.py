@@ -340,7 +340,7 @@ class HaproxyProcess:
                 self._reap()
                 log.warning("HAProxy master %s died; starting it again", pid)
                 self.pid = None
-                await self._restart()
+            await self._restart()
             if self.on_restart is not None:
                 try:
                     await self.on_restart()
@@ -353,12 +353,17 @@ class HaproxyProcess:
 
     async def _restart(self) -> None:
         for attempt in itertools.count():
+            # The lock is not held while waiting, so a reload or an apply is not stuck behind
+            # a HAProxy that keeps failing to start; an apply may even start it first.
             await asyncio.sleep(RESTART_BACKOFF[min(attempt, len(RESTART_BACKOFF) - 1)])
-            try:
-                await self._start()
-                return
-            except HaproxyFailed as exc:
-                log.error("starting HAProxy again failed (attempt %d): %s", attempt + 1, exc)
+            async with self._lock:
+                if self.running:
+                    return
+                try:
+                    await self._start()
+                    return
+                except HaproxyFailed as exc:
+                    log.error("starting HAProxy again failed (attempt %d): %s", attempt + 1, exc)
 
     def _reap(self) -> None:
         if self._child is not None:

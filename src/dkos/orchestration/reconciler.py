@@ -130,6 +130,7 @@ class Reconciler:
         self._background: dict[str, asyncio.Task[None]] = {}
         self._app_ids: dict[tuple[str, str], int] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self._lb_error: str | None = None
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -247,7 +248,7 @@ class Reconciler:
         if decided.wake_at is not None:
             self._nudge_at(app_id, decided.wake_at)
         if changed:
-            await self._route()
+            await self.route()
         current = await self._instances.for_app(app_id)
         self.health.sync(app_id, self._health_targets(app, current))
         await self._judge_deployment(app, current)
@@ -374,7 +375,7 @@ class Reconciler:
         self.health.forget(app.id, instance.id)
         if instance.state is not InstanceState.STOPPING:
             await self._instance_event(app, stopping, reason)
-        if instance.state in (InstanceState.HEALTHY, InstanceState.STOPPING) and await self._route():
+        if instance.state in (InstanceState.HEALTHY, InstanceState.STOPPING) and await self.route():
             waited = await self.router.drain(app, stopping)
             await self._instance_event(app, stopping, f"drained in {waited:.2f}s")
         name = base.container_name(app.project, instance.id, self._owner)
@@ -385,10 +386,10 @@ class Reconciler:
         )
         if stopped is not None:
             await self._instance_event(app, stopped, reason)
-        await self._route()
+        await self.route()
         self.nudge(app.id)
 
-    async def _route(self) -> bool:
+    async def route(self) -> bool:
         """Bring the LB in line with the stored state; False (and logged) if it could not be."""
         if not self.router.enabled:
             return False
@@ -396,7 +397,13 @@ class Reconciler:
             await self.router.sync()
         except Exception as exc:
             log.warning("load balancer update failed, the previous configuration keeps serving: %s", exc)
+            if str(exc) != self._lb_error:  # one event per distinct error, not one per retry
+                self._lb_error = str(exc)
+                await self._bus.emit(
+                    EventType.LB_ERROR, f"load balancer update failed; the previous configuration keeps serving: {exc}"
+                )
             return False
+        self._lb_error = None
         return True
 
     async def _remove(self, app: AppRecord, container: ContainerStatus) -> None:
@@ -530,7 +537,7 @@ class Reconciler:
                 instance, InstanceState.FAILED, allowed_from=RUNNING, reason=message, ended_at=now
             )
         if moved is not None:
-            await self._route()  # in rotation once healthy, out the moment a check fails
+            await self.route()  # in rotation once healthy, out the moment a check fails
             await self._instance_event(await self._apps.app_by_id(target.app_id), moved, message)
             self.nudge(target.app_id)
 
@@ -596,7 +603,7 @@ class Reconciler:
             self.nudge(app.id)
             await self._instances.prune(app.id, keep=self._settings.instances_kept_per_app)
         await self._bus.prune(keep=self._settings.events_kept)
-        await self._route()
+        await self.route()
         if self._engine_up.is_set():
             await self._sweep(set(self._app_ids))
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
 from dkos.apps.store import AppRecord, AppStore
 from dkos.core.settings import Settings
-from dkos.lb import model
+from dkos.lb import model, uploads
 from dkos.lb.certs import CertificateStore
+from dkos.lb.uploads import UploadedCertificates
 from dkos.orchestration import routing
 from dkos.orchestration.instances import ACTIVE, Instance, InstanceStore
 
@@ -44,7 +46,9 @@ class Router:
         instances: InstanceStore,
         balancer: Balancer | None,
         certificates: CertificateStore | None,
+        uploads: UploadedCertificates | None = None,
     ) -> None:
+        self._uploads = uploads
         self._settings = settings
         self._apps = apps
         self._instances = instances
@@ -100,16 +104,27 @@ class Router:
         )
 
     async def _tls(self, apps: list[routing.RoutedApp]) -> model.Tls | None:
-        """A local-CA certificate per project (`*.<project>.<base domain>`) and per custom domain."""
+        """Uploaded certificates for the names they cover (unexpired, first upload per name wins),
+        and a local-CA certificate for every other name: one per project
+        (`*.<project>.<base domain>`) and one per custom domain."""
         store = self._certificates
         if store is None:
             return None
-        names = sorted({f"*.{a.project}.{self._settings.base_domain}" for a in apps if a.spec.http_port()})
-        names += sorted({d for a in apps for d in a.spec.domains})
+        wanted = sorted({f"*.{a.project}.{self._settings.base_domain}" for a in apps if a.spec.http_port()})
+        wanted += sorted({d for a in apps for d in a.spec.domains})
+        entries: list[tuple[Path, list[str]]] = []
+        served: list[str] = []
+        now = time.time()
+        for upload in await self._uploads.list() if self._uploads else []:
+            fresh = [n for n in upload.names if n not in served]
+            if upload.not_after > now and fresh:
+                entries.append((upload.path, fresh))
+                served += fresh
+        missing = [n for n in wanted if not any(uploads.covers(p, n) for p in served)]
 
         def issue() -> model.Tls:
-            entries = [(store.ensure_issued([name]).path, [name]) for name in names]
-            return store.tls(entries)
+            issued = [(store.ensure_issued([name]).path, [name]) for name in missing]
+            return store.tls([*entries, *issued])
 
         return await asyncio.to_thread(issue)
 
