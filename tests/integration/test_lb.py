@@ -117,14 +117,14 @@ async def lb(run_dir: Path) -> AsyncIterator[manager.LoadBalancer]:
             await balancer.stop()
 
 
-def web(listeners: model.Listeners, *servers: model.Server, **extra: object) -> model.LbConfig:
+def web(listeners: model.Listeners, *servers: model.Server, tls: model.Tls | None = None) -> model.LbConfig:
     """One HTTP app at `web.default.localhost` with `servers`."""
-    config = model.LbConfig(
+    return model.LbConfig(
         listeners=listeners,
         backends=(model.Backend(BACKEND, model.Mode.HTTP, servers),),
         http_routes=(model.HttpRoute((HOST,), BACKEND),),
+        tls=tls,
     )
-    return replace(config, **extra)  # type: ignore[arg-type]
 
 
 async def get(

@@ -176,7 +176,8 @@ class LoadBalancer:
         Raises ValueError for a config that contradicts itself (`render`), ConfigRejected
         when `haproxy -c` refuses it, HaproxyFailed when a reload or start fails, and
         CommandFailed / HaproxyUnavailable from the runtime API. After any of them the
-        previous configuration keeps serving and `status().last_error` says why."""
+        previous configuration keeps serving and `status().last_error` says why; server
+        changes made before a runtime error stay, and the next apply finishes the rest."""
         async with self._lock:
             try:
                 result = await self._apply(config)
@@ -191,8 +192,8 @@ class LoadBalancer:
         rendered = render.render(config, paths=self.paths)
         state = self._installed
         if self.process.running and rendered.structure_digest == state.loaded_structure:
-            # Servers only: the runtime API first, so a server leaves rotation in a millisecond
-            # rather than after `haproxy -c` (≈ 50 ms); the file follows for a later restart.
+            # Servers only: the runtime API first, so a server leaves rotation before any file
+            # is written; the file follows, for a later restart of HAProxy.
             added, removed, changed, not_removed = await self._converge(config)
             installed, reloaded = await self._install(rendered, config)
         else:

@@ -240,12 +240,8 @@ class HaproxyProcess:
             before = await self._show_proc()
             offset = _size(self.paths.log_file)
             started = time.monotonic()
-            try:
-                await master_command(self.paths.master_socket, "reload")
-            except runtime.HaproxyUnavailable as exc:
-                if "dropped" not in str(exc):
-                    raise
-                # The master may drop the connection as it re-executes itself; the outcome is read below.
+            # The master may drop the connection as it re-executes itself: the outcome is read below.
+            await master_command(self.paths.master_socket, "reload", answer_expected=False)
             deadline = started + RELOAD_TIMEOUT
             info = before
             while info.reloads <= before.reloads or info.master_pid != before.master_pid:
@@ -383,12 +379,13 @@ class HaproxyProcess:
         return None
 
 
-async def master_command(socket_path: Path, command: str, *, timeout: float = 5.0) -> str:
+async def master_command(socket_path: Path, command: str, *, timeout: float = 5.0, answer_expected: bool = True) -> str:
     """One command on the master CLI. It answers only after the client half-closes, so the
     write side is shut (`write_eof`) before reading; a client that waits without it hangs.
 
     Connecting is retried within `timeout`: the master refuses connections for a few
-    milliseconds after a reload, while it re-executes itself."""
+    milliseconds after a reload, while it re-executes itself. With `answer_expected=False`
+    (`reload`, which answers nothing in 2.6) a dropped connection after sending is no error."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -409,6 +406,8 @@ async def master_command(socket_path: Path, command: str, *, timeout: float = 5.
             await writer.drain()
             return (await reader.read()).decode(errors="replace")
     except (OSError, TimeoutError) as exc:
+        if not answer_expected:
+            return ""
         raise runtime.HaproxyUnavailable(f"HAProxy's master socket {socket_path} dropped `{command}`: {exc}") from exc
     finally:
         writer.close()
