@@ -48,12 +48,15 @@ async def _deploy_demo(settings: Settings) -> None:
                 break
             await asyncio.sleep(0.1)
     env = f"DKOS_URL={url} DKOS_TOKEN=$(cat {token_file.resolve()})"
+    ca = settings.data_dir / "tls" / "ca" / "ca.pem"
     print(
         f"""
   dkos is running, with the demo app `web` ({healthy} healthy instances).
 
     API          {url}/v1   (OpenAPI: {url}/docs)
     admin token  {token_file.resolve()}
+    the app      http://web.default.{settings.base_domain}:{settings.lb_http_port}/
+                 https://web.default.{settings.base_domain}:{settings.lb_https_port}/ (CA: {ca.resolve()})
 
   Try, in another terminal:
 

@@ -282,6 +282,38 @@ async def test_removing_a_server_takes_it_out_without_a_reload(
     assert "web-1" not in (lb.paths.config).read_text()
 
 
+async def test_a_server_with_requests_in_flight_is_removed_by_a_later_apply(
+    lb: manager.LoadBalancer, listeners: model.Listeners, demo: Callable[[str], Demo]
+) -> None:
+    one, two = demo("web-1"), demo("web-2")
+    await lb.apply(web(listeners, one.server(), two.server(MAINT)))
+    slow = asyncio.create_task(get(listeners, "/slow?seconds=1"))
+    while await lb.sessions(BACKEND, "web-1") == 0:
+        await asyncio.sleep(0.02)
+
+    early = await lb.apply(web(listeners, two.server()))  # no drain first: the caller skipped it
+
+    assert early.not_removed == (f"{BACKEND}/web-1",) and early.removed == ()
+    assert {s.name: s.state for s in await lb.servers(BACKEND)} == {"web-1": MAINT, "web-2": READY}
+    assert (await slow).status_code == 200  # maint takes no new requests but lets this one finish
+    later = await lb.apply(web(listeners, two.server()))
+    assert later.removed == (f"{BACKEND}/web-1",) and not later.reloaded
+
+
+async def test_a_server_whose_address_changes_is_moved_without_a_reload(
+    lb: manager.LoadBalancer, listeners: model.Listeners, demo: Callable[[str], Demo]
+) -> None:
+    one, two = demo("web-1"), demo("web-2")
+    await lb.apply(web(listeners, one.server()))
+    before = await master_pid_and_worker(lb)
+
+    result = await lb.apply(web(listeners, replace(one.server(), address=two.ip)))
+
+    assert result.changed == (f"{BACKEND}/web-1={two.ip}:8080",) and not result.reloaded
+    assert await instances_answering(listeners, 2) == ["web-2", "web-2"]  # the container behind web-1 now
+    assert await master_pid_and_worker(lb) == before
+
+
 # --- configuration changes --------------------------------------------------------------------
 
 

@@ -131,9 +131,17 @@ class Client:
 
     # -- apps --------------------------------------------------------------------------
 
-    def deploy(self, spec_text: str, *, content_type: str) -> DeployResult:
-        """`POST /v1/apps` with the spec file's text as written: dkos keeps what the user wrote."""
-        response = self._send("POST", "/v1/apps", content=spec_text.encode(), headers={"Content-Type": content_type})
+    def deploy(self, spec_text: str, *, content_type: str, force: bool = False) -> DeployResult:
+        """`POST /v1/apps` with the spec file's text as written: dkos keeps what the user wrote.
+
+        `force` replaces a deployment of the app that still runs; without it dkos answers 409."""
+        response = self._send(
+            "POST",
+            "/v1/apps",
+            params=_force(force),
+            content=spec_text.encode(),
+            headers={"Content-Type": content_type},
+        )
         body = _body(response)
         return DeployResult(created=response.status_code == 201, app=body["app"], deployment=body.get("deployment"))
 
@@ -145,17 +153,28 @@ class Client:
     def get_app(self, app: str, project: str) -> JSON:
         return self._json("GET", _app_path(app), params={"project": project})
 
-    def scale(self, app: str, project: str, instances: int) -> JSON:
+    def scale(self, app: str, project: str, instances: int, *, force: bool = False) -> JSON:
         """`POST /v1/apps/{app}/scale` → `{"app": App, "deployment": Deployment}`."""
         return self._json(
             "POST",
             _app_path(app, "scale"),
-            params={"project": project},
+            params={"project": project, **_force(force)},
             json={"instances": instances},
         )
 
-    def restart(self, app: str, project: str) -> JSON:
-        return self._json("POST", _app_path(app, "restart"), params={"project": project})
+    def restart(self, app: str, project: str, *, force: bool = False) -> JSON:
+        return self._json("POST", _app_path(app, "restart"), params={"project": project, **_force(force)})
+
+    def rollback(self, app: str, project: str, *, to_version: int | None = None, force: bool = False) -> JSON:
+        """`POST /v1/apps/{app}/rollback` → `{"app": App, "deployment": Deployment}`.
+
+        Without `to_version` the server picks the newest earlier version with a different template."""
+        return self._json(
+            "POST",
+            _app_path(app, "rollback"),
+            params={"project": project, **_force(force)},
+            json={} if to_version is None else {"to_version": to_version},
+        )
 
     def delete_app(self, app: str, project: str) -> JSON:
         return self._json("DELETE", _app_path(app), params={"project": project})
@@ -171,10 +190,22 @@ class Client:
         return list(self._json("GET", _app_path(app, "instances"), params=params)["instances"])
 
     def deployments(self, app: str, project: str) -> list[JSON]:
+        """`GET /v1/apps/{app}/deployments`, newest first."""
         return list(self._json("GET", _app_path(app, "deployments"), params={"project": project})["deployments"])
 
     def deployment(self, deployment_id: str) -> JSON:
+        """`GET /v1/deployments/{id}`: the Deployment plus its `steps`, oldest first."""
         return self._json("GET", f"/v1/deployments/{quote(deployment_id, safe='')}")
+
+    # -- load balancer -----------------------------------------------------------------
+
+    def traffic(self, app: str, project: str) -> JSON:
+        """`GET /v1/apps/{app}/traffic`: figures per port and per instance, from HAProxy."""
+        return self._json("GET", _app_path(app, "traffic"), params={"project": project})
+
+    def lb_status(self) -> JSON:
+        """`GET /v1/lb`: `{"enabled": false}`, or whether HAProxy runs and how its last reload went."""
+        return self._json("GET", "/v1/lb")
 
     # -- events ------------------------------------------------------------------------
 
@@ -238,6 +269,11 @@ class Client:
 def _app_path(app: str, *rest: str) -> str:
     # Quote the name: `dkos apps show ../deployments/d-1` must not address another resource.
     return "/".join(["/v1/apps", quote(app, safe=""), *rest])
+
+
+def _force(force: bool) -> dict[str, str]:
+    # Sent only when asked for, so a request without --force reads as it did before.
+    return {"force": "true"} if force else {}
 
 
 def _body(response: httpx.Response) -> JSON:

@@ -74,12 +74,27 @@ def _describe_api_error(exc: client.ApiError) -> Report:
         return Report(["unauthorized: check DKOS_TOKEN or run dkos login"], ExitCode.UNAUTHORIZED)
     if exc.status == 404:
         return Report([exc.message], ExitCode.NOT_FOUND)
+    if exc.status == 409 and _replaceable(exc):
+        return Report([exc.message, FORCE_HINT], ExitCode.FAILED)
     if exc.status == 503:
         return Report(
             [f"{exc.message} (dkos reconnects to the engine by itself; retry shortly)"],
             ExitCode.FAILED,
         )
     return Report([f"{exc.message} ({exc.status} {exc.error})"], ExitCode.FAILED)
+
+
+FORCE_HINT = "add --force to replace it"
+"""Said under a 409 that a forced retry would get past: deploy, scale, restart and rollback take --force."""
+
+
+def _replaceable(exc: client.ApiError) -> bool:
+    """Whether a 409 is "a deployment of the app is still running", the one conflict --force replaces.
+
+    The API answers every conflict with the code `conflict`; this one is told apart by its
+    message, which itself offers to force the change (docs/api.md). Other conflicts (an app
+    being deleted, no earlier version to roll back to) get no hint: forcing would not help."""
+    return "still running" in exc.message and "force" in exc.message
 
 
 class Group(TyperGroup):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,9 +61,15 @@ class Settings(BaseSettings):
     instances_kept_per_app: int = Field(50, description="Stopped or failed instances kept per app for history.")
     sse_keepalive: float = Field(15.0, description="Seconds of silence after which an event stream sends a comment.")
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, data_dir: Path) -> Path:
+        # HAProxy's configuration and the SQLite URL need absolute paths, whatever the cwd.
+        return data_dir.expanduser().resolve()
+
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'dkos.db'}"
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'dkos.db'}"
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -58,6 +58,8 @@ POLL_INTERVAL = 0.005
 """How often the sockets are tried while HAProxy (re)starts: a new worker serves ≈ 60 ms after a reload."""
 RESTART_BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Delays before successive attempts to start a dead master: the first is immediate."""
+LOG_ROTATE_BYTES = 10 * 1024 * 1024
+"""HAProxy's stderr file is set aside at a start once it is larger than this."""
 ADOPT_GRACE = 2.0
 """Seconds a master of ours that is alive but silent (mid-reload) gets before it is replaced."""
 
@@ -270,6 +272,9 @@ class HaproxyProcess:
         # must not mistake a dead socket file for a starting master.
         for stale in (self.paths.master_socket, self.paths.admin_socket):
             stale.unlink(missing_ok=True)
+        if _size(self.paths.log_file) > LOG_ROTATE_BYTES:
+            # HAProxy writes a few lines per reload (no traffic logs go there); one old copy is kept.
+            os.replace(self.paths.log_file, self.paths.log_file.with_suffix(".log.1"))
         offset = _size(self.paths.log_file)
         command = [
             self.haproxy,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import enum
+import ipaddress
 import os
 import tempfile
 from dataclasses import dataclass
@@ -174,9 +175,8 @@ class RuntimeApi:
 
     async def set_address(self, backend: str, name: str, address: str, port: int) -> None:
         """Point a server at another address (its in-flight requests finish where they are)."""
-        probe = model.Server(name=name, address=address, port=port, state=model.ServerState.MAINT)
-        ip = render.server_address(probe).rsplit(":", 1)[0].removeprefix("ipv6@")
-        command = f"set server {_server(backend, name)} addr {ip} port {port}"
+        ip = ipaddress.ip_address(address)  # ValueError for a name: HAProxy would not resolve it
+        command = f"set server {_server(backend, name)} addr {ip} port {int(port)}"
         answer = await self.execute(command)
         # HAProxy describes what it did ("IP changed from …", "no need to change the addr, …").
         if "changed" not in answer and "no need to change" not in answer:
