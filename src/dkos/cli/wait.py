@@ -2,8 +2,10 @@
 
 Deploy, scale, restart and delete answer at once with a Deployment (docs/api.md); the
 work happens in dkos' reconciler afterwards. With `--wait` the CLI polls the deployment
-and the app's instances every `POLL_INTERVAL` seconds and redraws a progress bar
-(healthy / target) and the instances' states, until the deployment `succeeded` (ok),
+(which carries its steps) and the app's instances every `POLL_INTERVAL` seconds and
+redraws a progress bar (healthy / target), the last `STEPS_SHOWN` steps under it (new
+instance started → healthy → old one draining → drained → stopped) and the instances'
+states, until the deployment `succeeded` (ok),
 `failed` or was `superseded` (not ok), or the timeout passes (not ok). A deletion is
 done when the app answers 404.
 
@@ -31,6 +33,9 @@ from dkos.cli import client, output
 
 POLL_INTERVAL = 0.5
 """Seconds between polls: fast enough to show each instance turn healthy, light on the server."""
+
+STEPS_SHOWN = 6
+"""How many of the deployment's latest steps the live display keeps under the bar."""
 
 
 class DeploymentStatus(enum.StrEnum):
@@ -169,7 +174,12 @@ def _render_deployment(deployment: Mapping[str, Any], instances: Sequence[Mappin
     bar = ProgressBar(total=max(target, 1), completed=healthy if target else 1, width=40)
     line = Table.grid(padding=(0, 1))
     line.add_row(bar, Text(f"{healthy}/{target} healthy"), output.state_text(status))
-    return Group(title, line, _instances_table(instances))
+    steps = list(deployment.get("steps") or [])[-STEPS_SHOWN:]
+    parts: list[RenderableType] = [title, line]
+    if steps:
+        parts.append(output.steps_table(steps, start=deployment.get("created_at"), header=False))
+    parts.append(_instances_table(instances))
+    return Group(*parts)
 
 
 def _render_deletion(app: str, instances: Sequence[Mapping[str, Any]], most: int) -> RenderableType:
