@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dkos.apps.spec import AppSpec, Protocol
 from dkos.apps.versions import ChangeKind, compute_template_hash, describe_change
 from dkos.core import db
-from dkos.core.errors import Conflict, NotFound
+from dkos.core.errors import Conflict, DeploymentRunning, NotFound
 
 
 class Lifecycle(enum.StrEnum):
@@ -397,7 +397,7 @@ class AppStore:
         if app is not None and app.lifecycle is Lifecycle.ACTIVE and not force:
             running = await self._running_deployment(conn, app.id)
             if running is not None:
-                raise Conflict(
+                raise DeploymentRunning(
                     f"deployment {running.id} ({running.kind.value} to version {running.to_version}) of app "
                     f"'{app.name}' is still running; wait for it, or force this change to replace it"
                 )

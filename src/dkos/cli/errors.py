@@ -89,12 +89,10 @@ FORCE_HINT = "add --force to replace it"
 
 
 def _replaceable(exc: client.ApiError) -> bool:
-    """Whether a 409 is "a deployment of the app is still running", the one conflict --force replaces.
-
-    The API answers every conflict with the code `conflict`; this one is told apart by its
-    message, which itself offers to force the change (docs/api.md). Other conflicts (an app
-    being deleted, no earlier version to roll back to) get no hint: forcing would not help."""
-    return "still running" in exc.message and "force" in exc.message
+    """Whether a 409 is "a deployment of the app is still running", the one conflict --force
+    replaces. Other conflicts (an app being deleted, no earlier version to roll back to) get
+    no hint: forcing would not help."""
+    return exc.error == "deployment_running"
 
 
 class Group(TyperGroup):

@@ -35,9 +35,21 @@ app = typer.Typer(
 apps_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
-    help="Deploy, inspect, scale, restart and delete apps.",
+    help="Deploy, inspect, scale, restart, roll back and delete apps.",
 )
 app.add_typer(apps_app, name="apps")
+deploys_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="Look at deployments: each rollout, scale, restart, rollback or deletion, step by step.",
+)
+app.add_typer(deploys_app, name="deploys")
+lb_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="The load balancer (HAProxy) that routes to every app's healthy instances.",
+)
+app.add_typer(lb_app, name="lb")
 
 DEFAULT_LISTEN = "127.0.0.1:7700"
 DEFAULT_WAIT_TIMEOUT = 300.0
@@ -66,6 +78,13 @@ WaitOption = Annotated[
 TimeoutOption = Annotated[
     float,
     typer.Option("--timeout", min=0, help="Seconds --wait waits; the deployment goes on after it gives up."),
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace a deployment of the app that is still running (without it dkos refuses, exit 1).",
+    ),
 ]
 AppArgument = Annotated[str, typer.Argument(metavar="APP", help="The app's name.", show_default=False)]
 
@@ -227,18 +246,20 @@ def apps_deploy(
     ],
     wait_: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    force: ForceOption = False,
     output_: OutputOption = output.Format.TABLE,
 ) -> None:
     """Create an app, or roll out a new version of it, from a spec file.
 
     The spec names the app and its project. Deploying a spec identical to the current
-    version changes nothing.
+    version changes nothing. While an earlier deployment of the app still runs, dkos
+    refuses unless you add `--force`, which replaces it.
 
     Example: `dkos apps deploy web.yaml --wait --timeout 600`
     """
     spec = specfile.read(file)
     with _connect() as api:
-        result = api.deploy(spec.text, content_type=spec.content_type)
+        result = api.deploy(spec.text, content_type=spec.content_type, force=force)
         name, project, version = (
             result.app.get("name"),
             result.app.get("project"),
@@ -290,7 +311,7 @@ def apps_show(
     project: ProjectOption = "default",
     output_: OutputOption = output.Format.TABLE,
 ) -> None:
-    """Show one app: state, version, live instances and its full spec.
+    """Show one app: state, version, where to reach it, live instances and its full spec.
 
     Example: `dkos apps show web -p news`
     """
@@ -308,6 +329,7 @@ def apps_scale(
     project: ProjectOption = "default",
     wait_: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    force: ForceOption = False,
     output_: OutputOption = output.Format.TABLE,
 ) -> None:
     """Run N instances of an app (0 stops them all but keeps the app).
@@ -315,7 +337,7 @@ def apps_scale(
     Example: `dkos apps scale web 5 --wait`
     """
     with _connect() as api:
-        answer = api.scale(app_name, project, instances)
+        answer = api.scale(app_name, project, instances, force=force)
         _report_change(
             api,
             answer,
@@ -332,6 +354,7 @@ def apps_restart(
     project: ProjectOption = "default",
     wait_: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    force: ForceOption = False,
     output_: OutputOption = output.Format.TABLE,
 ) -> None:
     """Replace every instance, one at a time, each new one healthy before an old one stops.
@@ -339,8 +362,62 @@ def apps_restart(
     Example: `dkos apps restart web --wait`
     """
     with _connect() as api:
-        answer = api.restart(app_name, project)
+        answer = api.restart(app_name, project, force=force)
         _report_change(api, answer, doing=f"restarting {app_name}", wait_=wait_, timeout=timeout, output_=output_)
+
+
+@apps_app.command("rollback")
+def apps_rollback(
+    app_name: AppArgument,
+    to_version: Annotated[
+        int | None,
+        typer.Option(
+            "--to",
+            min=1,
+            metavar="VERSION",
+            help="The version to bring back (default: the newest earlier one that differs from the current).",
+            show_default=False,
+        ),
+    ] = None,
+    project: ProjectOption = "default",
+    wait_: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    force: ForceOption = False,
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """Bring back an earlier version of an app, rolled out like any deploy.
+
+    The earlier version's template (image, command, environment, …) comes back as a new
+    version; the number of instances stays as it is. `dkos apps versions APP` lists the
+    versions to choose from.
+
+    Example: `dkos apps rollback web --to 3 --wait`
+    """
+    with _connect() as api:
+        answer = api.rollback(app_name, project, to_version=to_version, force=force)
+        target = to_version
+        if target is None and output_ is output.Format.TABLE:
+            target = _rolled_back_to(api, app_name, project)
+        version = (answer.get("app") or {}).get("version")
+        doing = f"rolling back {app_name} (project {project})"
+        if target is not None:
+            doing += f" to version {target}"
+        _report_change(
+            api, answer, doing=f"{doing} as version {version}", wait_=wait_, timeout=timeout, output_=output_
+        )
+
+
+def _rolled_back_to(api: client.Client, app_name: str, project: str) -> int | None:
+    """Which version the server chose to bring back: its newest version records it as
+    `rollback to version N`. None when that cannot be read; the rollback is done either way."""
+    try:
+        versions = api.versions(app_name, project)
+    except client.ClientError:
+        return None
+    change = str(versions[0].get("change") or "") if versions else ""
+    prefix = "rollback to version "
+    number = change.removeprefix(prefix).partition(":")[0]
+    return int(number) if change.startswith(prefix) and number.isdigit() else None
 
 
 def _report_change(
@@ -399,6 +476,81 @@ def apps_versions(
     with _connect() as api:
         versions = api.versions(app_name, project)
     output.show(versions, output_, lambda rows: output.versions_table(rows, now=time.time()))
+
+
+@apps_app.command("traffic")
+def apps_traffic(
+    app_name: AppArgument,
+    project: ProjectOption = "default",
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """Show an app's traffic through the load balancer, per port and per instance.
+
+    Requests per second, requests and responses by class (2xx to 5xx) since HAProxy last
+    reloaded, sessions open now, and the average response time in milliseconds.
+
+    Example: `dkos apps traffic web -o json`
+    """
+    with _connect() as api:
+        traffic = api.traffic(app_name, project)
+    if output_ is output.Format.JSON:
+        output.print_json(traffic)
+    elif not traffic.get("ports"):
+        typer.echo(f"{app_name} has no ports behind the load balancer; add `ports` to its spec")
+    else:
+        output.print_renderable(output.traffic_table(traffic))
+
+
+# -- deployments and the load balancer ------------------------------------------------------
+
+
+@deploys_app.command("list")
+def deploys_list(
+    app_name: AppArgument,
+    project: ProjectOption = "default",
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """List an app's deployments, newest first: kind, versions, status, how long each took and why.
+
+    Example: `dkos deploys list web -p news`
+    """
+    with _connect() as api:
+        found = api.deployments(app_name, project)
+    if output_ is output.Format.JSON:
+        output.print_json(found)
+    elif not found:
+        typer.echo(f"{app_name} has no deployments")
+    else:
+        output.print_renderable(output.deployments_table(found, now=time.time()))
+
+
+@deploys_app.command("show")
+def deploys_show(
+    deployment_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The deployment's id (see `dkos deploys list`).", show_default=False)
+    ],
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """Show one deployment, then each step it took: instances started, healthy, drained, stopped.
+
+    Each step is timed from the start of the deployment (+0.42s).
+
+    Example: `dkos deploys show 7`
+    """
+    with _connect() as api:
+        found = api.deployment(deployment_id)
+    output.show(found, output_, lambda deployment: output.deployment_detail(deployment, now=time.time()))
+
+
+@lb_app.command("status")
+def lb_status(output_: OutputOption = output.Format.TABLE) -> None:
+    """Show whether HAProxy runs, its configuration generation, and how the last reload went.
+
+    Example: `dkos lb status -o json`
+    """
+    with _connect() as api:
+        status = api.lb_status()
+    output.show(status, output_, lambda found: output.lb_status_detail(found, now=time.time()))
 
 
 # -- instances and events -------------------------------------------------------------------

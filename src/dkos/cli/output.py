@@ -365,9 +365,7 @@ def deployment_detail(deployment: Mapping[str, Any], *, now: float) -> Renderabl
     summary.add_row("kind", _text(deployment.get("kind")))
     summary.add_row("version", _versions_text(deployment))
     summary.add_row("status", state_text(deployment.get("status")))
-    summary.add_row(
-        "healthy", Text(f"{deployment.get('healthy') or 0}/{deployment.get('target_instances') or 0}")
-    )
+    summary.add_row("healthy", Text(f"{deployment.get('healthy') or 0}/{deployment.get('target_instances') or 0}"))
     summary.add_row("started", Text(format_time(deployment.get("created_at"))))
     summary.add_row("finished", Text(format_time(deployment.get("finished_at"))))
     summary.add_row("took", Text(format_duration(_took(deployment, now=now))))

@@ -169,7 +169,8 @@ def _render_deployment(deployment: Mapping[str, Any], instances: Sequence[Mappin
     status = str(deployment.get("status", ""))
     title = Text(f"deployment {deployment.get('id')}: {deployment.get('kind', '')} {deployment.get('app')}")
     if deployment.get("to_version") is not None:
-        title.append(f" to version {deployment['to_version']}")
+        # A rollback stores the old template as a new version: "to version 7" would read as the old one.
+        title.append(f" {'as' if deployment.get('kind') == 'rollback' else 'to'} version {deployment['to_version']}")
     # A scale to zero is complete with nothing healthy: draw it full rather than empty.
     bar = ProgressBar(total=max(target, 1), completed=healthy if target else 1, width=40)
     line = Table.grid(padding=(0, 1))

@@ -4,6 +4,7 @@
     ├── InvalidInput          bad input from a user; carries the field and the rule  → 422
     ├── NotFound              a named project, app, instance or deployment does not exist → 404
     ├── Conflict              the request collides with what is stored or under way → 409
+    │   └── DeploymentRunning a deployment of the app runs; `?force=true` replaces it
     ├── Unauthorized          missing or wrong bearer token → 401
     └── EngineError           the container engine refused or failed an operation
         ├── EngineUnavailable the engine does not answer (retry later; dkos reconnects by itself)
@@ -75,6 +76,12 @@ class Conflict(DkosError):
 
     status = 409
     code = "conflict"
+
+
+class DeploymentRunning(Conflict):
+    """Raised when an app is changed while one of its deployments runs, without `force`."""
+
+    code = "deployment_running"
 
 
 class Unauthorized(DkosError):

@@ -71,6 +71,69 @@ def deployment(**fields: Any) -> dict[str, Any]:
     }
 
 
+def step(after: float, kind: str, message: str, instance: str | None = None) -> dict[str, Any]:
+    """One of a deployment's `steps`, `after` seconds into `deployment()` (created at 1700000100)."""
+    return {"time": 1700000100.0 + after, "type": kind, "instance": instance, "message": message}
+
+
+ROLLING_STEPS = [
+    step(0.01, "deployment.started", "update to version 3, 2 instances"),
+    step(0.05, "instance.pending", "created", "web-8"),
+    step(0.42, "instance.starting", "container started", "web-8"),
+    step(1.30, "instance.healthy", "health check passed: HTTP 200", "web-8"),
+    step(1.31, "instance.stopping", "replaced by version 3", "web-6"),
+    step(1.62, "instance.stopping", "drained in 0.31s", "web-6"),
+    step(1.90, "instance.stopped", "replaced by version 3", "web-6"),
+    step(1.91, "deployment.succeeded", "deployment d-42 succeeded"),
+]
+"""A rolling update's steps as the server records them: start new, healthy, drain old, stop."""
+
+
+def figures(requests: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "request_rate": 3,
+        "requests": requests,
+        "responses": {"2xx": requests - 1, "3xx": 0, "4xx": 0, "5xx": 1},
+        "current_sessions": 0,
+        "average_response_ms": 12,
+        **fields,
+    }
+
+
+def traffic(**fields: Any) -> dict[str, Any]:
+    return {
+        "app": "web",
+        "project": "default",
+        "ports": [
+            {
+                "port": "http",
+                **figures(41),
+                "instances": [
+                    {"instance": "web-7", "status": "UP", **figures(20)},
+                    {"instance": "web-8", "status": "DRAIN", **figures(21, average_response_ms=57)},
+                ],
+            }
+        ],
+        **fields,
+    }
+
+
+def lb_status(**fields: Any) -> dict[str, Any]:
+    return {
+        "enabled": True,
+        "running": True,
+        "pid": 4242,
+        "adopted": False,
+        "generation": 19,
+        "digest": "6fa734be7df7f24c485de5996e1903fb6df66a6aa6abd062adc2d68b57af1054",
+        "last_reload_at": 1700000000.0,
+        "last_reload_seconds": 0.08,
+        "last_error": None,
+        "restarts": 0,
+        **fields,
+    }
+
+
 def instance(**fields: Any) -> dict[str, Any]:
     return {
         "id": "web-7",
@@ -101,6 +164,7 @@ def app_body(**fields: Any) -> dict[str, Any]:
         "counts": {"healthy": 2, "starting": 0, "pending": 0, "unhealthy": 0, "stopping": 0},
         "state": "running",
         "last_deployment": None,
+        "urls": ["http://web.default.localhost:8080", "https://web.default.localhost:8443"],
         "created_at": 1700000000.0,
         "updated_at": 1700000100.0,
         **fields,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -97,3 +99,49 @@ def test_an_event_stream_error_status_is_an_api_error() -> None:
         list(api.events(follow=False))
 
     assert raised.value.status == 401
+
+
+def recording(answer: dict[str, object]) -> tuple[client.Client, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=answer)
+
+    return client_answering(httpx.MockTransport(handle)), seen
+
+
+def test_force_is_sent_only_when_asked_for() -> None:
+    api, seen = recording({"app": {}, "deployment": None})
+
+    api.deploy("name: web\n", content_type="application/yaml")
+    api.deploy("name: web\n", content_type="application/yaml", force=True)
+    api.scale("web", "default", 3, force=True)
+    api.restart("web", "news", force=True)
+
+    assert "force" not in seen[0].url.params
+    assert [r.url.params.get("force") for r in seen[1:]] == ["true", "true", "true"]
+    assert seen[3].url.params["project"] == "news"
+
+
+def test_rollback_names_the_version_only_when_given() -> None:
+    api, seen = recording({"app": {}, "deployment": {"id": 9}})
+
+    api.rollback("web", "default")
+    api.rollback("web", "default", to_version=3, force=True)
+
+    assert [r.url.path for r in seen] == ["/v1/apps/web/rollback"] * 2
+    assert json.loads(seen[0].content) == {}
+    assert "force" not in seen[0].url.params
+    assert json.loads(seen[1].content) == {"to_version": 3}
+    assert seen[1].url.params["force"] == "true"
+
+
+def test_traffic_and_lb_status_are_plain_gets() -> None:
+    api, seen = recording({"enabled": False})
+
+    api.traffic("web", "news")
+    assert api.lb_status() == {"enabled": False}
+
+    assert [(r.method, r.url.path) for r in seen] == [("GET", "/v1/apps/web/traffic"), ("GET", "/v1/lb")]
+    assert seen[0].url.params["project"] == "news"

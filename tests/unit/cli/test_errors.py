@@ -42,3 +42,29 @@ def test_a_422_lists_every_field_and_rule() -> None:
     )
 
     assert errors.describe(exc).lines == ["invalid spec:", "  name: is required", "  ports.0: x"]
+
+
+def test_a_conflict_with_a_running_deployment_says_to_add_force() -> None:
+    message = (
+        "deployment 7 (update to version 3) of app 'web' is still running; "
+        "wait for it, or force this change to replace it"
+    )
+
+    report = errors.describe(client.ApiError(409, "deployment_running", message))
+
+    assert report.lines == [message, "add --force to replace it"]
+    assert report.exit_code is ExitCode.FAILED
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "app 'web' is being deleted",
+        "app 'web' has no earlier version to roll back to",
+        "the load balancer is disabled on this server (DKOS_LB_ENABLED=false)",
+    ],
+)
+def test_other_conflicts_get_no_force_hint(message: str) -> None:
+    report = errors.describe(client.ApiError(409, "conflict", message))
+
+    assert report.lines == [f"{message} (409 conflict)"]

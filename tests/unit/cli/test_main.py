@@ -17,7 +17,19 @@ from typer.testing import Result
 
 from dkos.cli import config
 
-from .fakes import FakeDkos, app_body, deployment, error, event, health, instance, sse_body
+from .fakes import (
+    ROLLING_STEPS,
+    FakeDkos,
+    app_body,
+    deployment,
+    error,
+    event,
+    health,
+    instance,
+    lb_status,
+    sse_body,
+    traffic,
+)
 
 Cli = Callable[..., Result]
 
@@ -324,6 +336,334 @@ def test_delete_wait_is_done_when_the_app_answers_404(api: FakeDkos, cli: Cli) -
     assert result.exit_code == 0, result.output
     assert "web deleted" in result.stdout
     assert len(api.sent("GET", "/v1/apps/web")) == 2
+
+
+def test_wait_shows_the_deployments_latest_steps_under_the_bar(api: FakeDkos, cli: Cli, spec_file: Path) -> None:
+    api.on("POST", "/v1/apps", json={"app": app_body(), "deployment": deployment()})
+    api.on(
+        "GET",
+        "/v1/deployments/d-42",
+        httpx.Response(200, json=deployment(steps=ROLLING_STEPS[:3])),
+        httpx.Response(200, json=deployment(status="succeeded", healthy=2, steps=ROLLING_STEPS)),
+    )
+    api.on("GET", "/v1/apps/web/instances", json={"instances": [instance(), instance(id="web-8")]})
+
+    result = cli("apps", "deploy", str(spec_file), "--wait")
+
+    assert result.exit_code == 0, result.output
+    # Not a terminal: the live display is drawn once, as it ended, on stderr.
+    assert "2/2 healthy" in result.stderr
+    assert "drained in 0.31s" in result.stderr
+    assert "+1.90s" in result.stderr and "instance.stopped" in result.stderr
+    assert "deployment.started" not in result.stderr  # only the last few steps stay shown
+    assert "drained" not in result.stdout
+
+
+# -- --force and conflicts ---------------------------------------------------------------------
+
+RUNNING = (
+    "deployment 7 (update to version 3) of app 'web' is still running; wait for it, or force this change to replace it"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "method", "path"),
+    [
+        (("apps", "scale", "web", "3"), "POST", "/v1/apps/web/scale"),
+        (("apps", "restart", "web"), "POST", "/v1/apps/web/restart"),
+        (("apps", "rollback", "web", "--to", "2"), "POST", "/v1/apps/web/rollback"),
+    ],
+)
+def test_a_change_during_a_running_deployment_says_to_add_force(
+    api: FakeDkos, cli: Cli, args: tuple[str, ...], method: str, path: str
+) -> None:
+    api.on(method, path, error(409, "deployment_running", RUNNING))
+
+    result = cli(*args, "-o", "json")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [RUNNING, "add --force to replace it"]
+    assert result.stdout == ""
+    assert "force" not in api.sent(method, path)[0].url.params
+    no_traceback(result)
+
+
+def test_deploy_conflict_hint_and_force(api: FakeDkos, cli: Cli, spec_file: Path) -> None:
+    api.on(
+        "POST",
+        "/v1/apps",
+        error(409, "deployment_running", RUNNING),
+        httpx.Response(200, json={"app": app_body(version=4), "deployment": deployment(id=8, to_version=4)}),
+    )
+
+    refused = cli("apps", "deploy", str(spec_file))
+    forced = cli("apps", "deploy", str(spec_file), "--force")
+
+    assert refused.exit_code == 1
+    assert "add --force to replace it" in refused.stderr
+    assert forced.exit_code == 0, forced.output
+    assert "updated web (project default): version 4, deployment 8" in forced.stdout
+    first, second = api.sent("POST", "/v1/apps")
+    assert "force" not in first.url.params
+    assert second.url.params["force"] == "true"
+    assert second.content.decode() == SPEC_YAML
+
+
+@pytest.mark.parametrize(
+    ("args", "path"),
+    [
+        (("apps", "scale", "web", "3", "--force"), "/v1/apps/web/scale"),
+        (("apps", "restart", "web", "--force", "-p", "news"), "/v1/apps/web/restart"),
+    ],
+)
+def test_force_replaces_the_running_deployment(api: FakeDkos, cli: Cli, args: tuple[str, ...], path: str) -> None:
+    api.on("POST", path, json={"app": app_body(), "deployment": deployment(id=8)})
+
+    result = cli(*args)
+
+    assert result.exit_code == 0, result.output
+    assert "deployment 8" in result.stdout
+    assert api.sent("POST", path)[0].url.params["force"] == "true"
+
+
+# -- rollback --------------------------------------------------------------------------------
+
+
+def test_rollback_without_a_version_lets_the_server_choose_and_says_which(api: FakeDkos, cli: Cli) -> None:
+    api.on(
+        "POST",
+        "/v1/apps/web/rollback",
+        json={"app": app_body(version=5), "deployment": deployment(id=9, kind="rollback", to_version=5)},
+    )
+    api.on("GET", "/v1/apps/web/versions", json={"versions": [{"version": 5, "change": "rollback to version 2"}]})
+
+    result = cli("apps", "rollback", "web")
+
+    assert result.exit_code == 0, result.output
+    assert "rolling back web (project default) to version 2 as version 5: deployment 9" in result.stdout
+    (request,) = api.sent("POST", "/v1/apps/web/rollback")
+    assert json.loads(request.content) == {}
+    assert request.url.params["project"] == "default"
+    assert "force" not in request.url.params
+
+
+def test_rollback_to_a_version_waits_and_prints_the_answer_as_json(api: FakeDkos, cli: Cli) -> None:
+    started = deployment(id=9, kind="rollback", from_version=4, to_version=5)
+    api.on("POST", "/v1/apps/web/rollback", json={"app": app_body(version=5), "deployment": started})
+    ended = {**started, "status": "succeeded", "healthy": 2, "steps": ROLLING_STEPS}
+    api.on("GET", "/v1/deployments/9", json=ended)
+    api.on("GET", "/v1/apps/web/instances", json={"instances": [instance(version=5)]})
+
+    result = cli("apps", "rollback", "web", "--to", "2", "--force", "--wait", "-p", "news", "-o", "json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"app": app_body(version=5), "deployment": ended}
+    assert "deployment 9 succeeded" in result.stderr
+    assert "rollback web as version 5" in result.stderr
+    (request,) = api.sent("POST", "/v1/apps/web/rollback")
+    assert json.loads(request.content) == {"to_version": 2}
+    assert request.url.params["force"] == "true"
+    assert request.url.params["project"] == "news"
+    assert api.sent("GET", "/v1/apps/web/versions") == []
+
+
+def test_rollback_with_nothing_to_roll_back_to_exits_1_without_a_force_hint(api: FakeDkos, cli: Cli) -> None:
+    api.on("POST", "/v1/apps/web/rollback", error(409, "conflict", "app 'web' has no earlier version to roll back to"))
+
+    result = cli("apps", "rollback", "web")
+
+    assert result.exit_code == 1
+    assert "no earlier version to roll back to" in result.stderr
+    assert "--force" not in result.stderr
+
+
+def test_rollback_to_an_unknown_version_exits_4(api: FakeDkos, cli: Cli) -> None:
+    api.on("POST", "/v1/apps/web/rollback", error(404, "not_found", "app 'web' has no version 99"))
+
+    result = cli("apps", "rollback", "web", "--to", "99")
+
+    assert result.exit_code == 4
+    assert "app 'web' has no version 99" in result.stderr
+
+
+# -- deployments ---------------------------------------------------------------------------------
+
+
+def test_deploys_list_shows_each_deployment_newest_first(api: FakeDkos, cli: Cli) -> None:
+    deployments = [
+        deployment(id=9, kind="rollback", from_version=3, to_version=4, status="running"),
+        deployment(id=8, status="failed", reason="health check failed 3 times: HTTP 500", finished_at=1700000130.0),
+    ]
+    api.on("GET", "/v1/apps/web/deployments", json={"deployments": deployments})
+
+    result = cli("deploys", "list", "web", "-p", "news")
+
+    assert result.exit_code == 0, result.output
+    header, first, second = result.stdout.splitlines()
+    assert header.split() == ["ID", "KIND", "VERSION", "STATUS", "HEALTHY", "STARTED", "TOOK", "REASON"]
+    assert first.split()[:5] == ["9", "rollback", "3→4", "running", "1/2"]
+    assert second.split()[:4] == ["8", "update", "2→3", "failed"]
+    assert "30.00s" in second and second.rstrip().endswith("health check failed 3 times: HTTP 500")
+    assert api.sent("GET", "/v1/apps/web/deployments")[0].url.params["project"] == "news"
+
+
+def test_deploys_list_json_is_the_array_and_an_empty_list_says_so(api: FakeDkos, cli: Cli) -> None:
+    api.on(
+        "GET",
+        "/v1/apps/web/deployments",
+        httpx.Response(200, json={"deployments": [deployment()]}),
+        httpx.Response(200, json={"deployments": []}),
+    )
+
+    as_json = cli("deploys", "list", "web", "-o", "json")
+    empty = cli("deploys", "list", "web")
+
+    assert json.loads(as_json.stdout) == [deployment()]
+    assert empty.exit_code == 0
+    assert empty.stdout.strip() == "web has no deployments"
+
+
+def test_deploys_show_prints_the_deployment_then_its_steps(api: FakeDkos, cli: Cli) -> None:
+    done = deployment(id=7, status="succeeded", healthy=2, finished_at=1700000101.91, steps=ROLLING_STEPS)
+    api.on("GET", "/v1/deployments/7", json=done)
+
+    result = cli("deploys", "show", "7")
+
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "7" in lines[0] and lines[0].startswith("deployment")
+    steps = lines[lines.index(next(line for line in lines if line.startswith("TIME"))) + 1 :]
+    assert [line.split()[0] for line in steps] == [
+        "+0.01s", "+0.05s", "+0.42s", "+1.30s", "+1.31s", "+1.62s", "+1.90s", "+1.91s"
+    ]  # fmt: skip
+    assert steps[5].split()[1:3] == ["instance.stopping", "web-6"]
+    assert steps[5].endswith("drained in 0.31s")
+
+
+def test_deploys_show_json_passes_the_deployment_through(api: FakeDkos, cli: Cli) -> None:
+    api.on("GET", "/v1/deployments/7", json=deployment(id=7, steps=ROLLING_STEPS))
+
+    result = cli("deploys", "show", "7", "-o", "json")
+
+    assert json.loads(result.stdout) == deployment(id=7, steps=ROLLING_STEPS)
+
+
+def test_deploys_show_of_an_unknown_id_exits_4(api: FakeDkos, cli: Cli) -> None:
+    api.on("GET", "/v1/deployments/999", error(404, "not_found", "deployment 999 not found"))
+
+    result = cli("deploys", "show", "999")
+
+    assert result.exit_code == 4
+    assert "deployment 999 not found" in result.stderr
+
+
+# -- urls, traffic and the load balancer -------------------------------------------------------
+
+
+def test_apps_show_says_where_to_reach_the_app(api: FakeDkos, cli: Cli) -> None:
+    api.on("GET", "/v1/apps/web", json=app_body(spec={"name": "web"}, instances=[instance()]))
+
+    result = cli("apps", "show", "web")
+
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    start = lines.index("reach it at:")
+    assert lines[start + 1 : start + 3] == ["http://web.default.localhost:8080", "https://web.default.localhost:8443"]
+
+
+def test_apps_list_shows_the_first_url(api: FakeDkos, cli: Cli) -> None:
+    api.on("GET", "/v1/apps", json={"apps": [app_body()]})
+
+    result = cli("apps", "list")
+
+    header, web = result.stdout.splitlines()
+    assert header.split()[-1] == "URL"
+    assert web.rstrip().endswith("http://web.default.localhost:8080")
+
+
+def test_apps_traffic_shows_each_port_and_instance(api: FakeDkos, cli: Cli) -> None:
+    api.on("GET", "/v1/apps/web/traffic", json=traffic())
+
+    result = cli("apps", "traffic", "web", "-p", "news")
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[-4:] == ["5XX", "SESSIONS", "AVG", "MS"]
+    assert lines[1].split() == ["http", "3", "41", "40", "0", "0", "1", "0", "12"]
+    assert lines[3].split() == ["web-8", "DRAIN", "3", "21", "20", "0", "0", "1", "0", "57"]
+    assert api.sent("GET", "/v1/apps/web/traffic")[0].url.params["project"] == "news"
+
+
+def test_apps_traffic_json_and_an_app_without_ports(api: FakeDkos, cli: Cli) -> None:
+    api.on(
+        "GET",
+        "/v1/apps/web/traffic",
+        httpx.Response(200, json=traffic()),
+        httpx.Response(200, json=traffic(ports=[])),
+    )
+
+    as_json = cli("apps", "traffic", "web", "-o", "json")
+    no_ports = cli("apps", "traffic", "web")
+
+    assert json.loads(as_json.stdout) == traffic()
+    assert no_ports.exit_code == 0
+    assert "web has no ports behind the load balancer" in no_ports.stdout
+
+
+def test_apps_traffic_with_the_lb_disabled_exits_1_with_the_reason(api: FakeDkos, cli: Cli) -> None:
+    message = "the load balancer is disabled on this server (DKOS_LB_ENABLED=false)"
+    api.on("GET", "/v1/apps/web/traffic", error(409, "conflict", message))
+
+    result = cli("apps", "traffic", "web")
+
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "--force" not in result.stderr
+
+
+def test_lb_status_table_and_json(api: FakeDkos, cli: Cli) -> None:
+    api.on("GET", "/v1/lb", json=lb_status())
+
+    table = cli("lb", "status")
+    as_json = cli("lb", "status", "-o", "json")
+
+    assert table.exit_code == 0, table.output
+    assert "running (master pid 4242)" in table.stdout
+    assert "6fa734be7df7" in table.stdout and "6fa734be7df7f" not in table.stdout
+    assert json.loads(as_json.stdout) == lb_status()
+
+
+def test_lb_status_when_disabled(api: FakeDkos, cli: Cli) -> None:
+    api.on("GET", "/v1/lb", json={"enabled": False})
+
+    result = cli("lb", "status")
+
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "the load balancer is disabled on this server (DKOS_LB_ENABLED=false)"
+
+
+# -- help -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("apps", "deploy"),
+        ("apps", "scale"),
+        ("apps", "restart"),
+        ("apps", "rollback"),
+        ("apps", "traffic"),
+        ("deploys", "list"),
+        ("deploys", "show"),
+        ("lb", "status"),
+    ],
+)
+def test_every_new_command_has_an_example_and_json_output(cli: Cli, command: tuple[str, ...]) -> None:
+    result = cli(*command, "--help")
+
+    assert result.exit_code == 0, result.output
+    assert f"Example: dkos {' '.join(command)}" in " ".join(result.stdout.split())
+    assert "--output" in result.stdout
 
 
 # -- events ------------------------------------------------------------------------------------
