@@ -80,19 +80,20 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
+        # The load balancer on free ports of its own, so the benchmark collides with nothing.
+        service_port = str(_free_port())
+        env = {
+            **os.environ,
+            "DKOS_LB_HTTP_PORT": str(_free_port()),
+            "DKOS_LB_HTTPS_PORT": str(_free_port()),
+            "DKOS_SERVICE_PORT_MIN": service_port,
+            "DKOS_SERVICE_PORT_MAX": service_port,
+        }
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dkos",
-                "server",
-                "--data-dir",
-                str(data_dir),
-                "--listen",
-                f"127.0.0.1:{self.port}",
-            ],
+            [sys.executable, "-m", "dkos", "server", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{self.port}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=env,
         )
 
     async def client(self) -> httpx.AsyncClient:
@@ -113,8 +114,12 @@ class Server:
         raise RuntimeError("dkos server did not come up")
 
     def stop(self) -> None:
+        """Stop the server, and the HAProxy it leaves serving on purpose."""
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
+        pid_file = self.data_dir / "lb" / "haproxy.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
 
 
 async def dkos_round(client: httpx.AsyncClient, instances: int, name: str) -> float:

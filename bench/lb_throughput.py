@@ -105,7 +105,20 @@ class Process:
                 self.process.wait()
 
 
-def minimal_config(servers: list[str], http_port: int, https_port: int, certificate: Path) -> str:
+def minimal_config(
+    servers: list[str], http_port: int, https_port: int | None, certificate: Path, *, forwarded_headers: bool = False
+) -> str:
+    """The minimal config; `forwarded_headers` adds the three request headers dkos' frontends set."""
+    binds = f"    bind 127.0.0.1:{http_port}\n"
+    if https_port is not None:
+        binds += f"    bind 127.0.0.1:{https_port} ssl crt {certificate}\n"
+    headers = (
+        "    option forwardfor\n"
+        "    http-request set-header X-Forwarded-Proto http\n"
+        "    http-request set-header X-Request-Id %[uuid]\n"
+        if forwarded_headers
+        else ""
+    )
     lines = "".join(f"    server s{n} {address}\n" for n, address in enumerate(servers, 1))
     return (
         "global\n"
@@ -116,8 +129,7 @@ def minimal_config(servers: list[str], http_port: int, https_port: int, certific
         "    timeout client 60s\n"
         "    timeout server 60s\n"
         "frontend fe\n"
-        f"    bind 127.0.0.1:{http_port}\n"
-        f"    bind 127.0.0.1:{https_port} ssl crt {certificate}\n"
+        f"{binds}{headers}"
         "    default_backend be\n"
         "backend be\n"
         "    balance roundrobin\n"
@@ -169,60 +181,64 @@ http {{
 @dataclass
 class Comparison:
     title: str
-    dkos_url: str
-    minimal_url: str
-    dkos_runs: list[Run]
-    minimal_runs: list[Run]
+    runs: dict[str, list[Run]]
+    """Side ("dkos", "minimal", ...) → its runs, round by round."""
 
-    @property
-    def dkos_rps(self) -> float:
-        return statistics.median(r.rps for r in self.dkos_runs)
+    def rps(self, side: str) -> float:
+        return statistics.median(r.rps for r in self.runs[side])
 
-    @property
-    def minimal_rps(self) -> float:
-        return statistics.median(r.rps for r in self.minimal_runs)
+    def ratio(self, side: str, to: str = "minimal") -> float:
+        """The median of the rounds' ratios: each round's runs are next to each other in time,
+        so a neighbour's load burst moves both sides of a ratio more than the medians'."""
+        return statistics.median(a.rps / b.rps for a, b in zip(self.runs[side], self.runs[to], strict=True))
 
-    @property
-    def errors(self) -> tuple[int, int]:
-        return sum(r.errors for r in self.dkos_runs), sum(r.errors for r in self.minimal_runs)
+    def errors(self, side: str) -> int:
+        return sum(r.errors for r in self.runs[side])
 
 
 async def compare(
-    title: str, dkos_url: str, minimal_url: str, *, rounds: int, seconds: int, connections: int, script: Path
+    title: str, urls: dict[str, str], *, rounds: int, seconds: int, connections: int, script: Path
 ) -> Comparison:
-    result = Comparison(title, dkos_url, minimal_url, [], [])
-    # One second each to warm caches and session tickets, not counted.
-    for url in (dkos_url, minimal_url):
+    """`rounds` rounds of one wrk run per side, the order rotated every round."""
+    result = Comparison(title, {side: [] for side in urls})
+    # One second each to warm caches and TLS session tickets, not counted.
+    for url in urls.values():
         await wrk(url, seconds=1, connections=connections, script=script)
+    sides = list(urls)
     for round_no in range(rounds):
-        sides = [(dkos_url, result.dkos_runs), (minimal_url, result.minimal_runs)]
-        if round_no % 2:
-            sides.reverse()
-        for url, runs in sides:
-            runs.append(await wrk(url, seconds=seconds, connections=connections, script=script))
-        print(
-            f"  {title}, round {round_no + 1}: dkos {result.dkos_runs[-1].rps:,.0f} req/s,"
-            f" minimal {result.minimal_runs[-1].rps:,.0f} req/s",
-            file=sys.stderr,
-            flush=True,
-        )
+        order = sides[round_no % len(sides) :] + sides[: round_no % len(sides)]
+        for side in order:
+            result.runs[side].append(await wrk(urls[side], seconds=seconds, connections=connections, script=script))
+        figures = ", ".join(f"{side} {result.runs[side][-1].rps:,.0f}" for side in sides)
+        print(f"  {title}, round {round_no + 1}: {figures} req/s", file=sys.stderr, flush=True)
     return result
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (default 5)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per comparison (default 3)")
+    parser.add_argument("--seconds", type=int, default=3, help="seconds per wrk run (default 3)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per comparison (default 4)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     args = parser.parse_args()
-    measure = {"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections}
 
     processes: list[Process] = []
+
+    async def haproxy(config: Path, text: str, *ports: int) -> None:
+        config.write_text(text)
+        processes.append(Process([HAPROXY, "-f", str(config)], config.with_suffix(".log")))
+        await processes[-1].listening(*ports)
+
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dkos-bench-") as tmp_name:
         tmp = Path(tmp_name)
         script = tmp / "resolve.lua"
         script.write_text(WRK_SCRIPT)
+
+        async def measure(title: str, urls: dict[str, str]) -> Comparison:
+            return await compare(
+                title, urls, rounds=args.rounds, seconds=args.seconds, connections=args.connections, script=script
+            )
+
         (tmp / "dkos").mkdir()
         dkos = Dkos(tmp / "dkos")
         try:
@@ -235,11 +251,19 @@ async def main() -> None:
                 raise RuntimeError(f"unexpected app state: {containers}, {certificates}")
             certificate = certificates[0]
 
-            # Minimal config on the demo containers.
-            demo_http, demo_https = free_port(), free_port()
-            (tmp / "minimal-demo.cfg").write_text(minimal_config(containers, demo_http, demo_https, certificate))
-            processes.append(Process([HAPROXY, "-f", str(tmp / "minimal-demo.cfg")], tmp / "minimal-demo.log"))
-            await processes[-1].listening(demo_http, demo_https)
+            # The minimal config on the demo containers, and the same with dkos' three headers.
+            demo_http, demo_https, demo_headers = free_port(), free_port(), free_port()
+            await haproxy(
+                tmp / "minimal-demo.cfg",
+                minimal_config(containers, demo_http, demo_https, certificate),
+                demo_http,
+                demo_https,
+            )
+            await haproxy(
+                tmp / "minimal-demo-headers.cfg",
+                minimal_config(containers, demo_headers, None, certificate, forwarded_headers=True),
+                demo_headers,
+            )
 
             # Two nginx processes serving 2 KB. Their workers run as nobody: they must be able to
             # reach the file (the temporary directory is 0700).
@@ -256,74 +280,81 @@ async def main() -> None:
                 await processes[-1].listening(port)
             nginx = [f"127.0.0.1:{port}" for port in nginx_ports]
 
-            # dkos' rendered config and the minimal one, on the nginx processes.
+            # A copy of dkos' rendered config and the minimal one, on the nginx processes.
             copy_dir = tmp / "dkos-copy"
             copy_dir.mkdir()
-            copy_http, copy_https = free_port(), free_port()
-            (copy_dir / "haproxy.cfg").write_text(dkos_config_copy(dkos, copy_dir, nginx, copy_http, copy_https))
-            processes.append(Process([HAPROXY, "-f", str(copy_dir / "haproxy.cfg")], tmp / "dkos-copy.log"))
-            await processes[-1].listening(copy_http, copy_https)
-            fast_http, fast_https = free_port(), free_port()
-            (tmp / "minimal-nginx.cfg").write_text(minimal_config(nginx, fast_http, fast_https, certificate))
-            processes.append(Process([HAPROXY, "-f", str(tmp / "minimal-nginx.cfg")], tmp / "minimal-nginx.log"))
-            await processes[-1].listening(fast_http, fast_https)
+            copy_http, copy_https, fast_http, fast_https = free_port(), free_port(), free_port(), free_port()
+            await haproxy(
+                copy_dir / "haproxy.cfg",
+                dkos_config_copy(dkos, copy_dir, nginx, copy_http, copy_https),
+                copy_http,
+                copy_https,
+            )
+            await haproxy(
+                tmp / "minimal-nginx.cfg",
+                minimal_config(nginx, fast_http, fast_https, certificate),
+                fast_http,
+                fast_https,
+            )
 
             print("setup done; measuring", file=sys.stderr, flush=True)
-            comparisons = [
-                await compare(
-                    "demo app (4 containers), HTTP ",
-                    f"http://{HOST}:{dkos.http_port}/",
-                    f"http://{HOST}:{demo_http}/",
-                    script=script,
-                    **measure,
-                ),
-                await compare(
-                    "demo app (4 containers), HTTPS",
-                    f"https://{HOST}:{dkos.https_port}/",
-                    f"https://{HOST}:{demo_https}/",
-                    script=script,
-                    **measure,
-                ),
-                await compare(
-                    "2 nginx (2 KB body), HTTP     ",
-                    f"http://{HOST}:{copy_http}/",
-                    f"http://{HOST}:{fast_http}/",
-                    script=script,
-                    **measure,
-                ),
-                await compare(
-                    "2 nginx (2 KB body), HTTPS    ",
-                    f"https://{HOST}:{copy_https}/",
-                    f"https://{HOST}:{fast_https}/",
-                    script=script,
-                    **measure,
-                ),
-            ]
+            demo_http_row = await measure(
+                "demo, HTTP",
+                {
+                    "dkos": f"http://{HOST}:{dkos.http_port}/",
+                    "minimal": f"http://{HOST}:{demo_http}/",
+                    "minimal+headers": f"http://{HOST}:{demo_headers}/",
+                },
+            )
+            demo_https_row = await measure(
+                "demo, HTTPS",
+                {"dkos": f"https://{HOST}:{dkos.https_port}/", "minimal": f"https://{HOST}:{demo_https}/"},
+            )
+            nginx_http_row = await measure(
+                "nginx, HTTP",
+                {"dkos": f"http://{HOST}:{copy_http}/", "minimal": f"http://{HOST}:{fast_http}/"},
+            )
+            nginx_https_row = await measure(
+                "nginx, HTTPS",
+                {"dkos": f"https://{HOST}:{copy_https}/", "minimal": f"https://{HOST}:{fast_https}/"},
+            )
         finally:
             for process in processes:
                 process.stop()
             await dkos.close()
 
+    rows = [
+        ("A  demo app, HTTP", demo_http_row),
+        ("A  demo app, HTTPS", demo_https_row),
+        ("B  2 nginx, HTTP", nginx_http_row),
+        ("B  2 nginx, HTTPS", nginx_https_row),
+    ]
     print(
-        f"lb_throughput: wrk -t2 -c{args.connections}, keep-alive, {args.seconds} s runs,"
-        f" median of {args.rounds} alternating rounds ({time.perf_counter() - began:.0f} s in all)"
+        f"lb_throughput: wrk -t2 -c{args.connections} over keep-alive connections, {args.seconds} s runs,"
+        f" {args.rounds} rounds alternating the sides ({time.perf_counter() - began:.0f} s in all)"
     )
-    print(f"  {'backends, protocol':<32} {'dkos req/s':>11} {'minimal req/s':>14} {'ratio':>6}  errors dkos/minimal")
-    for c in comparisons:
+    print(f"  {'':<20} {'dkos req/s':>11} {'minimal req/s':>14} {'ratio':>6}  errors (dkos/minimal)")
+    for name, row in rows:
         print(
-            f"  {c.title:<32} {c.dkos_rps:>11,.0f} {c.minimal_rps:>14,.0f} {c.dkos_rps / c.minimal_rps:>6.2f}"
-            f"  {c.errors[0]}/{c.errors[1]}"
+            f"  {name:<20} {row.rps('dkos'):>11,.0f} {row.rps('minimal'):>14,.0f} {row.ratio('dkos'):>6.2f}"
+            f"  {row.errors('dkos')}/{row.errors('minimal')}"
         )
-    print("  goal: ratio ≥ 0.95")
     print(
-        "  demo rows: the HAProxy dkos runs (rendered config, servers set through the runtime API) vs a minimal"
-        " config on the same 4 demo containers; the app (busybox nc + a shell per connection, 4 × 0.25 CPU)"
-        " is the bottleneck, so these rows show the LB costs a slow app nothing, not HAProxy's speed"
+        f"  {'A  minimal + dkos headers, HTTP':<33} {demo_http_row.rps('minimal+headers'):>14,.0f}"
+        f" {demo_http_row.ratio('minimal+headers'):>6.2f}  {demo_http_row.errors('minimal+headers')}"
+    )
+    print("  req/s: median of the runs; ratio: median of the rounds' ratios to minimal; goal ≥ 0.95")
+    print(
+        "  A: the HAProxy dkos runs (its rendered config, servers set through the runtime API) vs a minimal"
+        " config, on the same 4 demo containers. The demo app (busybox nc + a shell per connection,"
+        " 4 × 0.25 CPU) is the bottleneck, not HAProxy. dkos' frontends add X-Forwarded-For,"
+        " X-Forwarded-Proto and X-Request-Id, which the app's shell reads a byte at a time; the"
+        " 'minimal + dkos headers' row is the minimal config adding those three headers"
     )
     print(
-        "  nginx rows: a copy of dkos' rendered haproxy.cfg (same frontends, host map, headers, server options),"
-        " servers pointed at 2 host nginx processes, vs the minimal config on the same nginx: HAProxy is the"
-        " bottleneck here; load generator, HAProxy and nginx share the machine's cores"
+        "  B: HAProxy as the bottleneck: a copy of dkos' rendered haproxy.cfg (same frontends, host map,"
+        " headers, TLS certificate, server options), servers pointed at 2 nginx processes on the host, vs the"
+        " minimal config on the same nginx; load generator, HAProxy and nginx share the machine's cores"
     )
 
 

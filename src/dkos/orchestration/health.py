@@ -150,10 +150,16 @@ class HealthMonitor:
         wanted = {(t.app_id, t.instance_id): t for t in targets}
         for key in [k for k in self._loops if k[0] == app_id and k not in wanted]:
             self.forget(*key)
-        for key, target in wanted.items():
-            loop = self._loops.get(key)
-            if loop is None or loop.done():
-                self._loops[key] = asyncio.create_task(self._run(target), name=f"health:{target.instance_id}")
+        for target in wanted.values():
+            self.watch(target)
+
+    def watch(self, target: Target) -> None:
+        """Start probing one instance now (if it is not probed already), without waiting for
+        the rest of its app's reconcile pass."""
+        key = (target.app_id, target.instance_id)
+        loop = self._loops.get(key)
+        if loop is None or loop.done():
+            self._loops[key] = asyncio.create_task(self._run(target), name=f"health:{target.instance_id}")
 
     def forget(self, app_id: int, instance_id: str | None = None) -> None:
         """Stop probing one instance, or every instance of the app."""

@@ -247,10 +247,11 @@ class Reconciler:
         changed = await self._execute(app, decided.actions)
         if decided.wake_at is not None:
             self._nudge_at(app_id, decided.wake_at)
+        current = await self._instances.for_app(app_id)
+        # Probes first: a new instance's health must not wait for the LB (it joins it once healthy).
+        self.health.sync(app_id, self._health_targets(app, current))
         if changed:
             await self.route()
-        current = await self._instances.for_app(app_id)
-        self.health.sync(app_id, self._health_targets(app, current))
         await self._judge_deployment(app, current)
         if changed:
             self.nudge(app_id)
@@ -361,6 +362,7 @@ class Reconciler:
             started_at=container.started_at or self._clock(),
         )
         if started is not None:
+            self.health.watch(self._health_target(app, started))
             await self._instance_event(app, started, why)
 
     async def _stop(self, app: AppRecord, instance: Instance, reason: str) -> None:
@@ -484,24 +486,23 @@ class Reconciler:
     # health ------------------------------------------------------------------------------
 
     def _health_targets(self, app: AppRecord, instances: list[Instance]) -> list[health.Target]:
-        check = app.spec.health_check
+        return [self._health_target(app, i) for i in instances if i.state in RUNNING and i.container_id is not None]
+
+    def _health_target(self, app: AppRecord, instance: Instance) -> health.Target:
         port = app.spec.checked_port()
-        return [
-            health.Target(
-                app_id=app.id,
-                project=app.project,
-                app=app.name,
-                instance_id=i.id,
-                container_id=i.container_id,
-                ip=i.ip,
-                port=port.container_port if port else None,
-                check=check,
-                started_at=i.started_at or self._clock(),
-                state=i.state,
-            )
-            for i in instances
-            if i.state in RUNNING and i.container_id is not None
-        ]
+        assert instance.container_id is not None
+        return health.Target(
+            app_id=app.id,
+            project=app.project,
+            app=app.name,
+            instance_id=instance.id,
+            container_id=instance.container_id,
+            ip=instance.ip,
+            port=port.container_port if port else None,
+            check=app.spec.health_check,
+            started_at=instance.started_at or self._clock(),
+            state=instance.state,
+        )
 
     async def _on_health(
         self,
@@ -537,8 +538,8 @@ class Reconciler:
                 instance, InstanceState.FAILED, allowed_from=RUNNING, reason=message, ended_at=now
             )
         if moved is not None:
-            await self.route()  # in rotation once healthy, out the moment a check fails
             await self._instance_event(await self._apps.app_by_id(target.app_id), moved, message)
+            await self.route()  # in rotation once healthy, out the moment a check fails
             self.nudge(target.app_id)
 
     # engine ------------------------------------------------------------------------------
