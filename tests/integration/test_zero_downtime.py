@@ -158,3 +158,24 @@ def test_https_with_a_certificate_from_the_local_ca(server: DkosServer) -> None:
     assert answer.startswith(b"HTTP/1.1 200") and b"hello from" in answer
     traffic = server.get("/v1/apps/web/traffic").json()
     assert traffic["ports"][0]["responses"]["2xx"] >= 1
+
+
+def test_a_server_killed_mid_rollout_finishes_it_after_a_restart_and_traffic_never_stops(server: DkosServer) -> None:
+    server.deploy(web())
+    server.wait_healthy("web", 4)
+    with Load(server.http_port) as load:
+        answer = server.deploy(web(image="dkos-demo:2"))
+        wait_until(
+            lambda: any(i["version"] == 2 for i in server.instances("web")),
+            timeout=20,
+            interval=0.05,
+            what="the first new instance",
+        )
+        server.kill()  # the control plane dies; HAProxy and the containers keep serving
+        time.sleep(1)
+        server.start()
+        _finished(server, answer)
+    assert load.failures == [], f"{len(load.failures)} failed of {load.ok + len(load.failures)}: {load.failures[:5]}"
+    live = server.wait_healthy("web", 4)
+    assert {i["version"] for i in live} == {2}
+    assert len(server.containers()) == 4
