@@ -296,13 +296,13 @@ def apps_list(
         # Apps look stuck when the engine is down; say why before the listing, not after.
         _warn_if_engine_down(api.health())
         apps = api.list_apps(None if all_projects else project)
-    if output_ is output.Format.JSON:
-        output.print_json(apps)
-    elif not apps:
-        where = "any project" if all_projects else f"project {project}"
-        typer.echo(f"no apps in {where}; create one with `dkos apps deploy FILE`")
-    else:
-        output.print_renderable(output.apps_table(apps, now=time.time()))
+    where = "any project" if all_projects else f"project {project}"
+    output.show(
+        apps,
+        output_,
+        lambda data: output.apps_table(data, now=time.time()),
+        empty=f"no apps in {where}; create one with `dkos apps deploy FILE`",
+    )
 
 
 @apps_app.command("show")
@@ -493,12 +493,10 @@ def apps_traffic(
     """
     with _connect() as api:
         traffic = api.traffic(app_name, project)
-    if output_ is output.Format.JSON:
-        output.print_json(traffic)
-    elif not traffic.get("ports"):
+    if output_ is output.Format.TABLE and not traffic.get("ports"):
         typer.echo(f"{app_name} has no ports behind the load balancer; add `ports` to its spec")
-    else:
-        output.print_renderable(output.traffic_table(traffic))
+        return
+    output.show(traffic, output_, output.traffic_table)
 
 
 # -- deployments and the load balancer ------------------------------------------------------
@@ -516,12 +514,12 @@ def deploys_list(
     """
     with _connect() as api:
         found = api.deployments(app_name, project)
-    if output_ is output.Format.JSON:
-        output.print_json(found)
-    elif not found:
-        typer.echo(f"{app_name} has no deployments")
-    else:
-        output.print_renderable(output.deployments_table(found, now=time.time()))
+    output.show(
+        found,
+        output_,
+        lambda data: output.deployments_table(data, now=time.time()),
+        empty=f"{app_name} has no deployments",
+    )
 
 
 @deploys_app.command("show")
@@ -572,12 +570,12 @@ def instances_command(
     """
     with _connect() as api:
         found = api.instances(app_name, project, include_ended=include_ended)
-    if output_ is output.Format.JSON:
-        output.print_json(found)
-    elif not found:
-        typer.echo(f"{app_name} has no {'' if include_ended else 'live '}instances")
-    else:
-        output.print_renderable(output.instances_table(found, now=time.time()))
+    output.show(
+        found,
+        output_,
+        lambda data: output.instances_table(data, now=time.time()),
+        empty=f"{app_name} has no {'' if include_ended else 'live '}instances",
+    )
 
 
 @app.command("events")

@@ -94,10 +94,13 @@ def print_renderable(renderable: RenderableType) -> None:
     stdout().print(renderable)
 
 
-def show(data: Any, fmt: Format, table: Callable[[Any], RenderableType]) -> None:
-    """JSON for programs, or the table `table` draws of the same data for people."""
+def show(data: Any, fmt: Format, table: Callable[[Any], RenderableType], *, empty: str | None = None) -> None:
+    """JSON for programs, or the table `table` draws of the same data for people — or, when
+    there is nothing to draw, the `empty` sentence saying what to do next."""
     if fmt is Format.JSON:
         print_json(data)
+    elif not data and empty is not None:
+        typer.echo(empty)
     else:
         print_renderable(table(data))
 
