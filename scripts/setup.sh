@@ -12,7 +12,8 @@ sudo=
 if ((EUID != 0)); then sudo=sudo; fi
 
 # --- Debian packages --------------------------------------------------------
-packages=(docker.io busybox-static haproxy)
+# wrk is no part of dkos: it is the load generator of bench/.
+packages=(docker.io busybox-static haproxy wrk)
 missing=()
 for package in "${packages[@]}"; do
 	# The status `dpkg -s` shows; its exit code alone also accepts a removed
