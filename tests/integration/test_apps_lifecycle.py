@@ -294,7 +294,8 @@ def test_a_followed_event_stream_delivers_new_events_live_and_resumes_by_id(serv
                     break
     assert seen[:2] == ["app.created", "deployment.started"]
     assert "instance.starting" in seen
-    server.post("/v1/apps/web/scale", json={"instances": 0})
+    server.wait_healthy("web", 1)  # and its deployment done: a change during one is refused
+    assert server.post("/v1/apps/web/scale", json={"instances": 0}).status_code == 200
     resumed = server.get(
         "/v1/events", params={"app": "web", "follow": "false"}, headers={"Last-Event-ID": str(last_id)}
     ).text
