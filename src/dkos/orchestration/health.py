@@ -2,8 +2,8 @@
 
 `judge` is the pure decision (what one probe result means for an instance); `HealthMonitor`
 runs one probe loop per running instance and reports transitions. Until the first pass an
-instance is probed every `start_interval` (so a healthy app is seen healthy within a
-second of starting), then every `interval`. Failures inside `grace_period` after start do
+instance is probed every 50 ms at first, the gap growing to `start_interval` (so a healthy
+app is seen healthy within milliseconds of listening), then every `interval`. Failures inside `grace_period` after start do
 not count; one failure takes a healthy instance out of rotation (unhealthy);
 `max_consecutive_failures` in a row get it replaced.
 """
@@ -62,8 +62,17 @@ def judge(
     return HealthStatus(status.state, failures), Verdict.NONE
 
 
-def next_delay(status: HealthStatus, check: HealthCheck) -> float:
-    return check.start_interval if status.state is InstanceState.STARTING else check.interval
+FIRST_PROBE_GAP = 0.05
+"""Seconds between the first probes of a new instance: most apps listen within milliseconds."""
+
+
+def next_delay(status: HealthStatus, check: HealthCheck, *, since_start: float) -> float:
+    """Once healthy, every `interval`. Before, the gap grows with the time since start, from
+    50 ms to `start_interval`, so a fast app is seen healthy at once and a slow one is not
+    probed in a tight loop."""
+    if status.state is not InstanceState.STARTING:
+        return check.interval
+    return min(check.start_interval, max(FIRST_PROBE_GAP, since_start / 4))
 
 
 async def probe_http(ip: str, port: int, path: str, timeout: float) -> ProbeResult:
@@ -216,4 +225,5 @@ class HealthMonitor:
                     log.exception("recording a health transition of %s failed", target.instance_id)
                 if verdict is Verdict.REPLACE:
                     return
-            await asyncio.sleep(max(0.0, next_delay(status, check) - (self._clock() - started)))
+            delay = next_delay(status, check, since_start=self._clock() - target.started_at)
+            await asyncio.sleep(max(0.0, delay - (self._clock() - started)))

@@ -8,6 +8,7 @@ from dkos.orchestration.health import (
     ProbeResult,
     Verdict,
     judge,
+    next_delay,
     probe_http,
     probe_tcp,
 )
@@ -88,3 +89,10 @@ async def test_probes_report_refused_connections_and_timeouts() -> None:
     assert (slow.passed, slow.detail) == (False, "timed out after 0.2s")
     refused = await probe_tcp("127.0.0.1", port, 1)
     assert (refused.passed, refused.detail) == (False, "connection refused")
+
+
+def test_a_new_instance_is_probed_quickly_at_first_then_every_start_interval() -> None:
+    starting = HealthStatus(InstanceState.STARTING)
+    gaps = [next_delay(starting, CHECK, since_start=t) for t in (0.0, 0.4, 1.0, 10.0)]
+    assert gaps == [0.05, 0.1, 0.25, CHECK.start_interval]
+    assert next_delay(HealthStatus(InstanceState.HEALTHY), CHECK, since_start=10.0) == CHECK.interval
