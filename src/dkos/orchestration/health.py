@@ -3,9 +3,9 @@
 `judge` is the pure decision (what one probe result means for an instance); `HealthMonitor`
 runs one probe loop per running instance and reports transitions. Until the first pass an
 instance is probed every 50 ms at first, the gap growing to `start_interval` (so a healthy
-app is seen healthy within milliseconds of listening), then every `interval`. Failures inside `grace_period` after start do
-not count; one failure takes a healthy instance out of rotation (unhealthy);
-`max_consecutive_failures` in a row get it replaced.
+app is seen healthy within milliseconds of listening), then every `interval`. Failures
+inside `grace_period` after start do not count; one failure takes a healthy instance out
+of rotation (unhealthy); `max_consecutive_failures` in a row get it replaced.
 """
 
 from __future__ import annotations
