@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -132,11 +133,18 @@ async def dkos_round(client: httpx.AsyncClient, instances: int, name: str) -> fl
         "ports": [{"name": "http", "container_port": PORT}],
         "health_check": {"path": "/health"},
     }
-    began = time.perf_counter()
-    (await client.post("/v1/apps", json=spec)).raise_for_status()
-    while (await client.get(f"/v1/apps/{name}")).json()["counts"]["healthy"] < instances:
-        await asyncio.sleep(0.02)
-    elapsed = time.perf_counter() - began
+    # Follow the event stream rather than poll: a poll every few ms would load the very
+    # server being measured, and the stream says "healthy" the moment dkos decides it.
+    healthy: set[str] = set()
+    async with client.stream("GET", "/v1/events", params={"app": name}, timeout=None) as events:
+        began = time.perf_counter()
+        (await client.post("/v1/apps", json=spec)).raise_for_status()
+        async for line in events.aiter_lines():
+            if line.startswith("data: ") and '"instance.healthy"' in line:
+                healthy.add(json.loads(line.removeprefix("data: "))["instance"])
+                if len(healthy) == instances:
+                    break
+        elapsed = time.perf_counter() - began
     (await client.delete(f"/v1/apps/{name}")).raise_for_status()
     while (await client.get(f"/v1/apps/{name}")).status_code != 404:
         await asyncio.sleep(0.1)
