@@ -79,3 +79,27 @@ def test_a_failing_deploy_wait_exits_non_zero_with_the_reason(server: DkosServer
     failed = server.cli("apps", "deploy", str(spec), "--wait", "--timeout", "30")
     assert failed.returncode == 1
     assert "image not found: no-such-image:7" in failed.stderr
+
+
+def test_login_saves_the_server_and_token_for_later_commands(server: DkosServer, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    token_file = tmp_path / "token"
+    token_file.write_text(server.token + "\n")
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def dkos(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dkos", *args], capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+        )
+
+    logged_in = dkos("login", "--server", server.url, "--token-file", str(token_file))
+    assert logged_in.returncode == 0, logged_in.stderr
+    saved = tmp_path / "config" / "dkos" / "config.json"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    listed = dkos("apps", "list", "-o", "json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    token_file.write_text("dkos_wrong\n")
+    refused = dkos("login", "--server", server.url, "--token-file", str(token_file))
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr
