@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -34,7 +34,9 @@ from dkos.iam.tokens import TokenStore
 from dkos.lb.certs import CertificateStore
 from dkos.lb.manager import LoadBalancer
 from dkos.lb.uploads import UploadedCertificates
-from dkos.orchestration.instances import InstanceStore
+from dkos.metrics import collect, prometheus
+from dkos.metrics.store import MetricsStore
+from dkos.orchestration.instances import RUNNING, InstanceStore
 from dkos.orchestration.reconciler import Reconciler
 from dkos.orchestration.router import Router
 
@@ -82,6 +84,20 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def metric_targets(apps: AppStore, instances: InstanceStore) -> Callable[[], Awaitable[list[collect.Target]]]:
+    """What the collector follows: every running instance with a container."""
+
+    async def targets() -> list[collect.Target]:
+        return [
+            collect.Target(i.id, i.container_id, app.project, app.name, i.version, app.spec.resources.cpus)
+            for app in await apps.list_apps()
+            for i in await instances.for_app(app.id, states=RUNNING)
+            if i.container_id is not None
+        ]
+
+    return targets
+
+
 async def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     async with contextlib.AsyncExitStack() as stack:
@@ -96,6 +112,10 @@ async def serve(settings: Settings) -> None:
         docker = DockerEngine(settings.docker_url)
         stack.push_async_callback(docker.close)
         instances = InstanceStore(engine)
+        metrics = MetricsStore(settings.data_dir / "metrics.db", raw_retention=settings.metrics_raw_retention)
+        stack.push_async_callback(metrics.close)
+        prom = prometheus.DkosMetrics()
+        prom.watch_store(size_bytes=metrics.disk_bytes, series=lambda: metrics.series_count)
         balancer = None
         if settings.lb_enabled:
             # HAProxy outlives this process (the data plane keeps serving); a restart adopts it.
@@ -121,6 +141,19 @@ async def serve(settings: Settings) -> None:
                 bus=bus,
                 owner=server_id,
                 router=router,
+                prom=prom,
+            )
+        )
+        await stack.enter_async_context(
+            collect.Collector(
+                metrics,
+                docker,
+                metric_targets(apps, instances),
+                balancer=balancer,
+                data_dir=settings.data_dir,
+                node=socket.gethostname(),
+                zone=settings.zone,
+                interval=settings.metrics_interval,
             )
         )
         services = Services(
@@ -135,6 +168,8 @@ async def serve(settings: Settings) -> None:
             balancer=balancer,
             certificates=certificates,
             uploads=uploaded,
+            metrics=metrics,
+            prom=prom,
         )
         host, port = settings.host_port
         config = uvicorn.Config(

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 import dkos
 from dkos.api import apps, events, traffic
@@ -14,6 +14,8 @@ from dkos.api.apps import Svc
 from dkos.api.auth import BearerAuth
 from dkos.api.services import Services
 from dkos.core.errors import DkosError, FieldProblem, InvalidInput
+from dkos.metrics import prometheus
+from dkos.metrics import routes as metrics_routes
 
 
 async def _dkos_error(_: Request, exc: Exception) -> JSONResponse:
@@ -42,9 +44,15 @@ def create_app(services: Services) -> FastAPI:
         description="A self-hosted container cloud. Every `/v1` call needs `Authorization: Bearer <token>`.",
     )
     api.state.services = services
+    api.state.metrics = services.metrics
     api.add_exception_handler(DkosError, _dkos_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
+    api.add_middleware(prometheus.PrometheusMiddleware, metrics=services.prom)
     api.add_middleware(BearerAuth, tokens=services.tokens)
+
+    @api.get("/metrics", summary="dkos' own metrics, in Prometheus' text format", tags=["health"])
+    async def own_metrics(svc: Svc) -> Response:
+        return Response(prometheus.render(svc.prom.registry), media_type=prometheus.CONTENT_TYPE)
 
     @api.get("/v1/health", summary="Server and engine health", tags=["health"])
     async def health(svc: Svc) -> dict[str, Any]:
@@ -59,4 +67,7 @@ def create_app(services: Services) -> FastAPI:
     api.include_router(apps.router, tags=["apps"])
     api.include_router(events.router, tags=["events"])
     api.include_router(traffic.router, tags=["load balancer"])
+    # The OpenTSDB HTTP API, where Grafana's data source and OpenTSDB scripts look for it.
+    for prefix in ("/api", "/api/v1", "/api/v2"):
+        api.include_router(metrics_routes.make_router(prefix), tags=["metrics (OpenTSDB)"])
     return api

@@ -1,4 +1,4 @@
-"""Bearer-token authentication for everything under `/v1`, as ASGI middleware.
+"""Bearer-token authentication for everything under `/v1`, `/api` and `/metrics`, as ASGI middleware.
 
 Done before routing on purpose: a caller without a valid token learns nothing, not even
 whether a path exists (a route-level dependency would answer 404 or 405 first).
@@ -13,7 +13,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dkos.core.errors import Unauthorized
 from dkos.iam.tokens import TokenStore
 
-PROTECTED_PREFIX = "/v1"
+PROTECTED_PREFIXES = ("/v1/", "/api/", "/metrics")
+"""The dkos API, the OpenTSDB-compatible metrics API and dkos' own Prometheus metrics."""
 
 
 class BearerAuth:
@@ -22,7 +23,7 @@ class BearerAuth:
         self._tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
+        if scope["type"] != "http" or not (scope["path"] + "/").startswith(PROTECTED_PREFIXES):
             await self._app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")

@@ -11,6 +11,8 @@ from dkos.iam.tokens import TokenStore
 from dkos.lb.certs import CertificateStore
 from dkos.lb.manager import LoadBalancer
 from dkos.lb.uploads import UploadedCertificates
+from dkos.metrics.prometheus import DkosMetrics
+from dkos.metrics.store import MetricsStore
 from dkos.orchestration.instances import InstanceStore
 from dkos.orchestration.reconciler import Reconciler
 from dkos.orchestration.router import Router
@@ -29,3 +31,5 @@ class Services:
     balancer: LoadBalancer | None
     certificates: CertificateStore | None
     uploads: UploadedCertificates | None
+    metrics: MetricsStore
+    prom: DkosMetrics

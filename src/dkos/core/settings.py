@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     service_port_min: int = Field(10000, description="First service port given to TCP app ports.")
     service_port_max: int = Field(10999, description="Last service port given to TCP app ports.")
 
+    metrics_interval: float = Field(10.0, ge=1.0, description="Seconds between metric collections (1 s at least).")
+    metrics_raw_retention: float | None = Field(
+        7 * 86_400.0, description="Seconds raw metric points are kept; unset (null) keeps them forever."
+    )
+    zone: str = Field("default", description="The zone (datacenter) of this node, a tag on its metrics.")
+    metrics_max_points: int = Field(
+        10_000_000, description="Points one metrics query may read; a bigger one is refused with 413."
+    )
+
     log_max_size: str = Field("10m", description="Engine-side json-file rotation: size of one file.")
     log_max_files: int = Field(3, description="Engine-side json-file rotation: files kept per container.")
 

@@ -21,13 +21,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Self
 
-from dkos.apps.store import AppRecord, AppStore, DeploymentStatus, Lifecycle
+from dkos.apps.store import AppRecord, AppStore, Deployment, DeploymentStatus, Lifecycle
 from dkos.apps.versions import ChangeKind
 from dkos.core.errors import DkosError, EngineError, EngineUnavailable, ImageNotFound, NotFound
 from dkos.core.events import EventBus, EventType
 from dkos.core.settings import Settings
 from dkos.engines import base
 from dkos.engines.base import ContainerSpec, ContainerState, ContainerStatus, Engine, EngineInfo
+from dkos.metrics.prometheus import DkosMetrics
 from dkos.orchestration import health, plan, progress
 from dkos.orchestration.instances import LIVE, RUNNING, Instance, InstanceState, InstanceStore
 from dkos.orchestration.router import Router
@@ -109,9 +110,11 @@ class Reconciler:
         bus: EventBus,
         owner: str,
         router: Router,
+        prom: DkosMetrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._prom = prom
         self.router = router
         self._apps = apps
         self._instances = instances
@@ -189,7 +192,8 @@ class Reconciler:
             async with self._slots:
                 while app_id in self._dirty:
                     self._dirty.discard(app_id)
-                    await self._guarded(self.reconcile(app_id), f"reconciling app {app_id}")
+                    with self._prom.reconcile_seconds.time():
+                        await self._guarded(self.reconcile(app_id), f"reconciling app {app_id}")
         finally:
             self._runners.pop(app_id, None)
 
@@ -419,7 +423,7 @@ class Reconciler:
         self.health.forget(app.id)
         deployment = await self._apps.running_deployment(app.id)
         if deployment is not None and deployment.kind is ChangeKind.DELETE:
-            await self._record_outcome(app, deployment.id, progress.Outcome(DeploymentStatus.SUCCEEDED))
+            await self._record_outcome(app, deployment, progress.Outcome(DeploymentStatus.SUCCEEDED))
         await self._bus.emit(EventType.APP_DELETED, "every instance stopped", project=app.project, app=app.name)
 
     async def _judge_deployment(self, app: AppRecord, instances: list[Instance]) -> None:
@@ -439,7 +443,7 @@ class Reconciler:
         if outcome is None:
             self._nudge_at(app.id, now + app.spec.strategy.progress_deadline)
             return
-        await self._record_outcome(app, deployment.id, outcome)
+        await self._record_outcome(app, deployment, outcome)
         if outcome.status is DeploymentStatus.FAILED and deployment.kind in _ROLLED_BACK_ON_FAILURE:
             await self._roll_back(app, deployment.from_version, outcome.reason)
 
@@ -461,14 +465,15 @@ class Reconciler:
             )
         self.nudge(app.id)
 
-    async def _record_outcome(self, app: AppRecord, deployment_id: int, outcome: progress.Outcome) -> None:
-        if await self._apps.finish_deployment(deployment_id, outcome.status, outcome.reason):
+    async def _record_outcome(self, app: AppRecord, deployment: Deployment, outcome: progress.Outcome) -> None:
+        if await self._apps.finish_deployment(deployment.id, outcome.status, outcome.reason):
+            self._prom.deploys.labels(deployment.kind.value, outcome.status.value).inc()
             await self._bus.emit(
                 _DEPLOYMENT_EVENTS[outcome.status],
-                outcome.reason or f"deployment {deployment_id} {outcome.status.value}",
+                outcome.reason or f"deployment {deployment.id} {outcome.status.value}",
                 project=app.project,
                 app=app.name,
-                deployment=deployment_id,
+                deployment=deployment.id,
             )
 
     async def _instance_event(self, app: AppRecord, instance: Instance, message: str) -> None:
