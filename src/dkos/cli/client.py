@@ -10,7 +10,8 @@ and exit codes in `cli/errors.py`):
 
     ClientError         no usable answer; the base of the tree
     ├── ApiError        the server answered with an error status (401, 404, 422, …),
-    │                   carrying its `error` code, `message` and 422 `details`
+    │                   carrying its `error` code, `message` and 422 `details` (or the
+    │                   OpenTSDB API's nested `{"error": {"code", "message"}}`)
     ├── Unreachable     no connection at all: refused, unknown host, connect timeout
     └── ConnectionLost  connected, then the answer broke off or timed out
 
@@ -207,6 +208,23 @@ class Client:
         """`GET /v1/lb`: `{"enabled": false}`, or whether HAProxy runs and how its last reload went."""
         return self._json("GET", "/v1/lb")
 
+    # -- metrics (the OpenTSDB API) -----------------------------------------------------
+
+    def query(self, m: str, *, start: str, end: str | None = None) -> list[JSON]:
+        """`GET /api/query?start=…&m=…`: OpenTSDB's answer, one object per series
+        (`metric`, `tags`, `aggregateTags`, `dps` = `{"<unix seconds>": value}`)."""
+        params = {"start": start, "m": m}
+        if end is not None:
+            params["end"] = end
+        response = self._send("GET", "/api/query", params=params)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ClientError(f"dkos answered a query with something not JSON: {response.text[:200]!r}") from exc
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise ClientError("dkos answered a query with JSON that is not an array of series")
+        return body
+
     # -- events ------------------------------------------------------------------------
 
     def events(
@@ -297,6 +315,14 @@ def _api_error(response: httpx.Response) -> ApiError:
     if not isinstance(body, dict):
         text = response.text.strip()[:200] or response.reason_phrase
         return ApiError(response.status_code, f"http_{response.status_code}", text)
+    nested = body.get("error")
+    if isinstance(nested, dict):
+        # The OpenTSDB API (/api/…) nests its error: {"error": {"code", "message", "details"}}.
+        return ApiError(
+            response.status_code,
+            f"http_{response.status_code}",
+            str(nested.get("message") or response.reason_phrase),
+        )
     details = [
         FieldProblem(field=str(d.get("field", "")), rule=str(d.get("rule", "")))
         for d in body.get("details") or []

@@ -9,7 +9,7 @@ command at once, so a new command cannot forget to.
 Exit codes are part of the CLI's contract, for scripts:
 
     0 ok · 1 failed (deployment failed, timed out, conflict, engine down, …)
-    2 invalid input (spec rejected, spec file unreadable) · 3 unauthorized
+    2 invalid input (spec rejected, spec file unreadable, metrics query refused) · 3 unauthorized
     4 not found · 5 dkos unreachable
 """
 
@@ -70,6 +70,9 @@ def _describe_api_error(exc: client.ApiError) -> Report:
         if not exc.details:
             return Report([f"invalid spec: {exc.message}"], ExitCode.INVALID)
         return Report(["invalid spec:", *(f"  {d.field}: {d.rule}" for d in exc.details)], ExitCode.INVALID)
+    if exc.status == 400:
+        # Only the OpenTSDB API answers 400: a query it cannot parse or a name it does not know.
+        return Report([exc.message], ExitCode.INVALID)
     if exc.status == 401:
         return Report(["unauthorized: check DKOS_TOKEN or run dkos login"], ExitCode.UNAUTHORIZED)
     if exc.status == 404:

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
+from rich.text import Text
 
 from dkos import __version__
-from dkos.cli import client, config, errors, output, specfile, wait
+from dkos.cli import client, config, errors, metrics, output, specfile, wait
 
 app = typer.Typer(
     name="dkos",
@@ -50,6 +52,12 @@ lb_app = typer.Typer(
     help="The load balancer (HAProxy) that routes to every app's healthy instances.",
 )
 app.add_typer(lb_app, name="lb")
+metrics_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="Query the figures dkos collects (docs/metrics.md) through its OpenTSDB API.",
+)
+app.add_typer(metrics_app, name="metrics")
 
 DEFAULT_LISTEN = "127.0.0.1:7700"
 DEFAULT_WAIT_TIMEOUT = 300.0
@@ -647,3 +655,98 @@ def _stream_events(
         output.warn(f"{reason}; reconnecting in {delay:g} s")
         time.sleep(delay)
         delay = min(delay * 2, RECONNECT_MAX_DELAY)
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+@metrics_app.command("query")
+def metrics_query(
+    expression: Annotated[
+        str,
+        typer.Argument(
+            metavar="EXPRESSION",
+            help="OpenTSDB's `m`: AGG:[DOWNSAMPLE:][rate:]METRIC{TAG=VALUE,…}.",
+            show_default=False,
+        ),
+    ],
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since",
+            help="Start: a duration back from now (10m, 1h, 2d) or an OpenTSDB time (2024/01/31-12:00, a Unix time).",
+        ),
+    ] = "1h",
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="End, written as --since (default: now).", show_default=False),
+    ] = None,
+    plot: Annotated[bool, typer.Option("--plot", help="Draw each series as a chart instead of a table.")] = False,
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """Query the metrics store: a row per timestamp, a column per series (named by its tags).
+
+    Metric names and tags are in docs/metrics.md. `-o json` prints the API's answer as is.
+    A query the server refuses prints its message and exits 2.
+
+    Example: `dkos metrics query 'avg:1m-avg:dkos.container.cpu.percent{app=web}' --since 3h --plot`
+    """
+    if plot and output_ is output.Format.JSON:
+        raise errors.Failure("--plot draws for people; leave it out with -o json", errors.ExitCode.INVALID)
+    start = metrics.opentsdb_time(since)
+    end = None if until is None else metrics.opentsdb_time(until)
+    with _connect() as api:
+        results = api.query(expression, start=start, end=end)
+    if output_ is output.Format.JSON:
+        output.print_json(results)
+        return
+    series = metrics.parse_series(results)
+    if not any(one.points for one in series):
+        typer.echo(f"no data points for {expression} since {start}")
+        return
+    if plot:
+        console = output.stdout()
+        console.print(metrics.chart(series, width=min(console.width, 160)))
+    else:
+        output.print_renderable(metrics.series_table(series))
+
+
+@app.command("top")
+def top_command(
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="Only this project's apps (default: all)."),
+    ] = None,
+    interval: Annotated[float, typer.Option("--interval", "-n", min=0.5, help="Seconds between refreshes.")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="Print the table once and exit.")] = False,
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """Show CPU, memory and request rate per app and per instance, refreshed until Ctrl-C.
+
+    Each figure is the latest of the last minute: CPU in percent of one core (an app's row
+    averages its instances), memory in MiB (an app's row sums them), requests per second
+    through the load balancer (per app). `-o json` implies `--once`.
+
+    Example: `dkos top -p news --interval 5`
+    """
+    with _connect() as api:
+        if once or output_ is output.Format.JSON:
+            figures = metrics.gather_top(api, project)
+            output.show(figures, output_, lambda found: metrics.top_table(found, now=time.time()))
+            return
+        _live_top(api, project, interval)
+
+
+def _live_top(api: client.Client, project: str | None, interval: float) -> None:
+    """Redraw the table every `interval` seconds until Ctrl-C; a server that goes away is waited for."""
+    figures = metrics.gather_top(api, project)  # a first failure is an error, as for any command
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        Live(metrics.top_table(figures, now=time.time()), console=output.stdout(), auto_refresh=False) as live,
+    ):
+        while True:
+            time.sleep(interval)
+            try:
+                live.update(metrics.top_table(metrics.gather_top(api, project), now=time.time()), refresh=True)
+            except (client.ConnectionLost, client.Unreachable) as exc:
+                live.update(Text(f"{exc}; retrying every {interval:g} s", style="yellow"), refresh=True)

@@ -192,3 +192,19 @@ def event(ident: int, kind: str, message: str, **fields: Any) -> dict[str, Any]:
         "message": message,
         **fields,
     }
+
+
+def series(
+    metric: str, tags: dict[str, str], dps: dict[int, Any], *, aggregate: list[str] | None = None
+) -> dict[str, Any]:
+    """One element of an OpenTSDB `/api/query` answer; `dps` keys are Unix seconds."""
+    return {
+        "metric": metric,
+        "tags": tags,
+        "aggregateTags": aggregate if aggregate is not None else ["node", "zone"],
+        "dps": {str(ts): value for ts, value in dps.items()},
+    }
+
+
+def opentsdb_error(status: int, message: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"code": status, "message": message}})

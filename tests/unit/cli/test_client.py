@@ -145,3 +145,19 @@ def test_traffic_and_lb_status_are_plain_gets() -> None:
 
     assert [(r.method, r.url.path) for r in seen] == [("GET", "/v1/apps/web/traffic"), ("GET", "/v1/lb")]
     assert seen[0].url.params["project"] == "news"
+
+
+def test_an_opentsdb_error_body_gives_its_nested_message() -> None:
+    api = client_answering(status_code=400, json={"error": {"code": 400, "message": "Missing start time"}})
+
+    with pytest.raises(client.ApiError) as raised:
+        api.query("sum:dkos.app.requests", start="")
+
+    assert (raised.value.status, raised.value.error, raised.value.message) == (400, "http_400", "Missing start time")
+
+
+def test_a_query_answer_that_is_not_an_array_of_series_is_a_client_error() -> None:
+    api = client_answering(status_code=200, json={"not": "a list"})
+
+    with pytest.raises(client.ClientError, match="not an array of series"):
+        api.query("sum:dkos.app.requests", start="1h-ago")
