@@ -112,7 +112,11 @@ async def serve(settings: Settings) -> None:
         docker = DockerEngine(settings.docker_url)
         stack.push_async_callback(docker.close)
         instances = InstanceStore(engine)
-        metrics = MetricsStore(settings.data_dir / "metrics.db", raw_retention=settings.metrics_raw_retention)
+        metrics = MetricsStore(
+            settings.data_dir / "metrics.db",
+            raw_retention=settings.metrics_raw_retention,
+            rollup_retention={"1m": settings.metrics_rollup_1m_retention, "1h": settings.metrics_rollup_1h_retention},
+        )
         stack.push_async_callback(metrics.close)
         prom = prometheus.DkosMetrics()
         prom.watch_store(size_bytes=metrics.disk_bytes, series=lambda: metrics.series_count)

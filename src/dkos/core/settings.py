@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     metrics_raw_retention: float | None = Field(
         7 * 86_400.0, description="Seconds raw metric points are kept; unset (null) keeps them forever."
     )
+    metrics_rollup_1m_retention: float | None = Field(
+        90 * 86_400.0, description="Seconds 1-minute rollups are kept; unset (null) keeps them forever."
+    )
+    metrics_rollup_1h_retention: float | None = Field(
+        None, description="Seconds 1-hour rollups are kept; unset (null, the default) keeps them forever."
+    )
     zone: str = Field("default", description="The zone (datacenter) of this node, a tag on its metrics.")
     metrics_max_points: int = Field(
         10_000_000, description="Points one metrics query may read; a bigger one is refused with 413."

@@ -22,6 +22,8 @@ from dkos.metrics.query import Series
 
 ROLLUPS = {"1m": 60_000, "1h": 3_600_000}
 """Rollup level → bucket width in ms."""
+DEFAULT_ROLLUP_RETENTION: dict[str, float | None] = {"1m": 90 * 86_400, "1h": None}
+"""1-minute rollups are kept 90 days, hourly ones forever."""
 
 _SCHEMA = """
 PRAGMA journal_mode=WAL;
@@ -65,9 +67,17 @@ def _canonical(tags: Mapping[str, str]) -> str:
 
 
 class MetricsStore:
-    def __init__(self, path: Path, *, raw_retention: float | None = 7 * 86_400) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        raw_retention: float | None = 7 * 86_400,
+        rollup_retention: Mapping[str, float | None] | None = None,
+    ) -> None:
         self.path = path
         self.raw_retention = raw_retention
+        self.rollup_retention = {**DEFAULT_ROLLUP_RETENTION, **(rollup_retention or {})}
+        """Rollup level → seconds kept, None for forever."""
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA + "".join(_ROLLUP_SCHEMA.format(level=level) for level in ROLLUPS))
@@ -121,14 +131,17 @@ class MetricsStore:
         return self._ids[key]
 
     async def prune(self, *, now_ms: int) -> int:
-        """Drop raw points past their retention; the number dropped."""
-        if self.raw_retention is None:
-            return 0
-        cutoff = now_ms - int(self.raw_retention * 1000)
+        """Drop raw points and rollups past their retention; the number of raw points dropped."""
+        tables = {"points": self.raw_retention, **{f"rollup_{k}": v for k, v in self.rollup_retention.items()}}
 
         def prune() -> int:
+            dropped = {}
             with self._lock:
-                return self._db.execute("DELETE FROM points WHERE ts < ?", (cutoff,)).rowcount
+                for table, keep in tables.items():
+                    if keep is not None:
+                        cutoff = now_ms - int(keep * 1000)
+                        dropped[table] = self._db.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,)).rowcount
+            return dropped.get("points", 0)
 
         return await asyncio.to_thread(prune)
 

@@ -70,3 +70,14 @@ async def test_raw_points_past_retention_go_and_keep_forever_keeps_them(tmp_path
     assert await kept.prune(now_ms=9 * 86_400_000) == 0
     assert len((await kept.series("cpu", 0, 10**13))[0].points) == 2
     assert kept.disk_bytes() > 0
+
+
+async def test_each_rollup_level_has_its_own_retention(tmp_path: Path) -> None:
+    day = 86_400_000
+    store = MetricsStore(tmp_path / "m.db", raw_retention=86_400, rollup_retention={"1m": 10 * 86_400, "1h": None})
+    await store.put([DataPoint("cpu", {}, 0, 1), DataPoint("cpu", {}, 30 * day, 2)])
+    await store.prune(now_ms=30 * day)
+    db = sqlite3.connect(tmp_path / "m.db")
+    assert db.execute("SELECT ts FROM points").fetchall() == [(30 * day,)]
+    assert db.execute("SELECT ts FROM rollup_1m").fetchall() == [(30 * day,)]
+    assert db.execute("SELECT ts FROM rollup_1h ORDER BY ts").fetchall() == [(0,), (30 * day,)]
