@@ -137,6 +137,14 @@ def test_a_failing_health_check_takes_an_instance_out_at_once(server: DkosServer
         timeout=3,
         what="the check to fail",
     )
+    noticed = time.monotonic()
+
+    def out_of_rotation() -> bool:
+        [port] = server.get("/v1/apps/web/traffic").json()["ports"]
+        return {i["instance"]: i["status"] for i in port["instances"]}.get(sick["id"]) == "MAINT"
+
+    wait_until(out_of_rotation, timeout=2, interval=0.02, what="HAProxy to take the sick instance out")
+    assert time.monotonic() - noticed < 1.0, "the LB lagged the failed check by a second or more"
     with Load(server.http_port, workers=2, limit=2) as load:
         time.sleep(1)
     assert load.bodies == {f"hello from {well['id']}"}, "the sick instance got traffic after its check failed"

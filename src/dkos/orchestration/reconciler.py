@@ -543,8 +543,8 @@ class Reconciler:
                 instance, InstanceState.FAILED, allowed_from=RUNNING, reason=message, ended_at=now
             )
         if moved is not None:
-            await self._instance_event(await self._apps.app_by_id(target.app_id), moved, message)
             await self.route()  # in rotation once healthy, out the moment a check fails
+            await self._instance_event(await self._apps.app_by_id(target.app_id), moved, message)
             self.nudge(target.app_id)
 
     # engine ------------------------------------------------------------------------------
