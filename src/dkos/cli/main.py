@@ -34,30 +34,21 @@ app = typer.Typer(
     # Markdown: help prose is rewrapped to the terminal, and `[` in it is not rich markup.
     rich_markup_mode="markdown",
 )
-apps_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-    help="Deploy, inspect, scale, restart, roll back and delete apps.",
+
+
+def _group(name: str, help: str) -> typer.Typer:
+    """A command group under `dkos`, e.g. `dkos apps …`."""
+    group = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help=help)
+    app.add_typer(group, name=name)
+    return group
+
+
+apps_app = _group("apps", "Deploy, inspect, scale, restart, roll back and delete apps.")
+deploys_app = _group(
+    "deploys", "Look at deployments: each rollout, scale, restart, rollback or deletion, step by step."
 )
-app.add_typer(apps_app, name="apps")
-deploys_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-    help="Look at deployments: each rollout, scale, restart, rollback or deletion, step by step.",
-)
-app.add_typer(deploys_app, name="deploys")
-lb_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-    help="The load balancer (HAProxy) that routes to every app's healthy instances.",
-)
-app.add_typer(lb_app, name="lb")
-metrics_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-    help="Query the figures dkos collects (docs/metrics.md) through its OpenTSDB API.",
-)
-app.add_typer(metrics_app, name="metrics")
+lb_app = _group("lb", "The load balancer (HAProxy) that routes to every app's healthy instances.")
+metrics_app = _group("metrics", "Query the figures dkos collects (docs/metrics.md) through its OpenTSDB API.")
 
 DEFAULT_LISTEN = "127.0.0.1:7700"
 DEFAULT_WAIT_TIMEOUT = 300.0
