@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The dkos server, ports and process helpers are shared with the zero-downtime benchmark.
-from zero_downtime import HAPROXY, HOST, SPEC, Dkos, answers, free_port, require, run
+from zero_downtime import HAPROXY, HOST, SPEC, Dkos, answers, free_port, minimal_config, require, run
 
 NGINX = "/usr/sbin/nginx"
 BODY_BYTES = 2048
@@ -108,38 +108,6 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def minimal_config(
-    servers: list[str], http_port: int, https_port: int | None, certificate: Path, *, forwarded_headers: bool = False
-) -> str:
-    """The minimal config; `forwarded_headers` adds the three request headers dkos' frontends set."""
-    binds = f"    bind 127.0.0.1:{http_port}\n"
-    if https_port is not None:
-        binds += f"    bind 127.0.0.1:{https_port} ssl crt {certificate}\n"
-    headers = (
-        "    option forwardfor\n"
-        "    http-request set-header X-Forwarded-Proto http\n"
-        "    http-request set-header X-Request-Id %[uuid]\n"
-        if forwarded_headers
-        else ""
-    )
-    lines = "".join(f"    server s{n} {address}\n" for n, address in enumerate(servers, 1))
-    return (
-        "global\n"
-        "    nbthread 2\n"
-        "defaults\n"
-        "    mode http\n"
-        "    timeout connect 5s\n"
-        "    timeout client 60s\n"
-        "    timeout server 60s\n"
-        "frontend fe\n"
-        f"{binds}{headers}"
-        "    default_backend be\n"
-        "backend be\n"
-        "    balance roundrobin\n"
-        f"{lines}"
-    )
 
 
 def dkos_config_copy(dkos: Dkos, copy_dir: Path, servers: list[str], http_port: int, https_port: int) -> str:

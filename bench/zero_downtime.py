@@ -135,6 +135,47 @@ async def answers(ip: str, port: int = APP_PORT) -> bool:
     return True
 
 
+# --- the reference: a minimal hand-written HAProxy config -------------------------------------
+
+
+def minimal_config(
+    servers: list[str],
+    http_port: int,
+    https_port: int | None = None,
+    certificate: Path | None = None,
+    *,
+    forwarded_headers: bool = False,
+) -> str:
+    """A minimal hand-written HAProxy config on `servers` ("ip:port"): the reference both benchmarks
+    measure dkos against. `forwarded_headers` adds the three request headers dkos' frontends set."""
+    binds = f"    bind 127.0.0.1:{http_port}\n"
+    if https_port is not None and certificate is not None:
+        binds += f"    bind 127.0.0.1:{https_port} ssl crt {certificate}\n"
+    headers = (
+        "    option forwardfor\n"
+        "    http-request set-header X-Forwarded-Proto http\n"
+        "    http-request set-header X-Request-Id %[uuid]\n"
+        if forwarded_headers
+        else ""
+    )
+    lines = "".join(f"    server s{n} {address}\n" for n, address in enumerate(servers, 1))
+    return (
+        "global\n"
+        "    nbthread 2\n"
+        "defaults\n"
+        "    mode http\n"
+        "    timeout connect 5s\n"
+        "    timeout client 60s\n"
+        "    timeout server 60s\n"
+        "frontend fe\n"
+        f"{binds}{headers}"
+        "    default_backend be\n"
+        "backend be\n"
+        "    balance roundrobin\n"
+        f"{lines}"
+    )
+
+
 # --- wrk ----------------------------------------------------------------------------------------
 
 
@@ -398,22 +439,7 @@ class Naive:
         await run("docker", "rm", cid)
 
     def write_config(self) -> None:
-        servers = "".join(f"    server s{n} {ip}:{APP_PORT}\n" for n, (_, ip) in enumerate(self.containers, 1))
-        self.config.write_text(
-            "global\n"
-            "    nbthread 2\n"
-            "defaults\n"
-            "    mode http\n"
-            "    timeout connect 5s\n"
-            "    timeout client 60s\n"
-            "    timeout server 60s\n"
-            "frontend fe\n"
-            f"    bind 127.0.0.1:{self.port}\n"
-            "    default_backend be\n"
-            "backend be\n"
-            "    balance roundrobin\n"
-            f"{servers}"
-        )
+        self.config.write_text(minimal_config([f"{ip}:{APP_PORT}" for _, ip in self.containers], self.port))
 
     async def reload(self) -> None:
         """Rewrites the config and starts a new HAProxy that tells the old one to finish (`-sf`)."""

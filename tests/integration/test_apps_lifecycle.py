@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,13 +27,6 @@ def web(name: str = "web", instances: int = 3, **overrides: Any) -> dict[str, An
     }
     spec.update(overrides)
     return spec
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[DkosServer]:
-    running = DkosServer(tmp_path / "data").start()
-    yield running
-    running.cleanup()
 
 
 def test_deploys_three_instances_that_all_become_healthy(server: DkosServer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ ports: [{name: http, container_port: 8080}]
 health_check: {path: /health, interval: 1, timeout: 1}
 stop_grace_period: 5
 """
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[DkosServer]:
-    running = DkosServer(tmp_path / "data").start()
-    yield running
-    running.cleanup()
 
 
 def test_deploy_wait_then_list_instances_as_json(server: DkosServer, tmp_path: Path) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime
 import socket
 import ssl
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,13 +17,6 @@ from dkos_server import DkosServer
 pytestmark = pytest.mark.docker
 
 SHOP = "shop.example.com"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[DkosServer]:
-    running = DkosServer(tmp_path / "data").start()
-    yield running
-    running.cleanup()
 
 
 def self_signed(name: str, *, days: int = 30, offset_days: int = 0) -> tuple[str, str]:

@@ -8,9 +8,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,13 +32,6 @@ def web(instances: int = 4, image: str = "dkos-demo:1", **overrides: Any) -> dic
     }
     spec.update(overrides)
     return spec
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[DkosServer]:
-    running = DkosServer(tmp_path / "data").start()
-    yield running
-    running.cleanup()
 
 
 @dataclass

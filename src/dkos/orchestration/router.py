@@ -27,6 +27,10 @@ from dkos.orchestration.instances import ACTIVE, Instance, InstanceStore
 log = logging.getLogger(__name__)
 
 
+TLS_RECHECK = 3600.0
+"""Seconds between looks at the certificate files when nothing else changed (renewal is at 30 days left)."""
+
+
 class Balancer(Protocol):
     """What the router needs of `lb.manager.LoadBalancer`."""
 
@@ -49,6 +53,7 @@ class Router:
         uploads: UploadedCertificates | None = None,
     ) -> None:
         self._uploads = uploads
+        self._tls_cache: tuple[object, float, model.Tls] | None = None
         self._settings = settings
         self._apps = apps
         self._instances = instances
@@ -114,19 +119,29 @@ class Router:
         wanted += sorted({d for a in apps for d in a.spec.domains})
         entries: list[tuple[Path, list[str]]] = []
         served: list[str] = []
+        fingerprints: list[str] = []
         now = time.time()
         for upload in await self._uploads.list() if self._uploads else []:
             fresh = [n for n in upload.names if n not in served]
             if upload.not_after > now and fresh:
                 entries.append((upload.path, fresh))
                 served += fresh
+                fingerprints.append(upload.fingerprint)
         missing = [n for n in wanted if not any(uploads.covers(p, n) for p in served)]
+        # Certificates change rarely: reuse the last answer while the names and uploads are the
+        # same, and look at the files again (renewals) at most every TLS_RECHECK seconds.
+        key = (tuple(map(str, entries)), tuple(fingerprints), tuple(missing))
+        cached = self._tls_cache
+        if cached is not None and cached[0] == key and time.monotonic() < cached[1]:
+            return cached[2]
 
         def issue() -> model.Tls:
             issued = [(store.ensure_issued([name]).path, [name]) for name in missing]
             return store.tls([*entries, *issued])
 
-        return await asyncio.to_thread(issue)
+        tls = await asyncio.to_thread(issue)
+        self._tls_cache = (key, time.monotonic() + TLS_RECHECK, tls)
+        return tls
 
     async def drain(self, app: AppRecord, instance: Instance) -> float:
         """Wait until no request is in flight on the instance in any of its backends, bounded by
