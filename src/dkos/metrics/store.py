@@ -14,7 +14,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +85,14 @@ class MetricsStore:
         """Series ids by (metric, sorted tag pairs): the hot path of every put, so no JSON there."""
         self.series_count: int = self._db.execute("SELECT COUNT(*) FROM series").fetchone()[0]
         """Series stored so far (kept in memory: a scrape of dkos' own metrics reads it)."""
+        self._listeners: list[Callable[[Sequence[DataPoint]], None]] = []
+
+    def listen(self, listener: Callable[[Sequence[DataPoint]], None]) -> None:
+        """Call `listener` with the points of every put once they are stored, on the event loop.
+
+        This is how alarms evaluate "every time new data arrives" instead of on a tick of their own;
+        a listener must be quick (queue work, do not await I/O) and must not raise."""
+        self._listeners.append(listener)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._db.close)
@@ -95,6 +103,8 @@ class MetricsStore:
         """Store points (a point at an existing timestamp replaces it), in one transaction."""
         if points:
             await asyncio.to_thread(self._put, points)
+            for listener in self._listeners:
+                listener(points)
 
     def _put(self, points: Sequence[DataPoint]) -> None:
         with self._lock:

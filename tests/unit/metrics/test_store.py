@@ -81,3 +81,14 @@ async def test_each_rollup_level_has_its_own_retention(tmp_path: Path) -> None:
     assert db.execute("SELECT ts FROM points").fetchall() == [(30 * day,)]
     assert db.execute("SELECT ts FROM rollup_1m").fetchall() == [(30 * day,)]
     assert db.execute("SELECT ts FROM rollup_1h ORDER BY ts").fetchall() == [(0,), (30 * day,)]
+
+
+async def test_listeners_hear_every_stored_put_and_nothing_else(tmp_path: Path) -> None:
+    store = MetricsStore(tmp_path / "metrics.db")
+    heard: list[list[DataPoint]] = []
+    store.listen(lambda points: heard.append(list(points)))
+    point = DataPoint("cpu", {"h": "a"}, 1000, 1)
+    await store.put([point])
+    await store.put([])
+    assert heard == [[point]]
+    await store.close()
