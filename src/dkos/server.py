@@ -115,7 +115,11 @@ async def serve(settings: Settings) -> None:
         metrics = MetricsStore(
             settings.data_dir / "metrics.db",
             raw_retention=settings.metrics_raw_retention,
-            rollup_retention={"1m": settings.metrics_rollup_1m_retention, "1h": settings.metrics_rollup_1h_retention},
+            rollup_retention={
+                "1m": settings.metrics_rollup_1m_retention,
+                "5m": settings.metrics_rollup_5m_retention,
+                "1h": settings.metrics_rollup_1h_retention,
+            },
         )
         stack.push_async_callback(metrics.close)
         prom = prometheus.DkosMetrics()

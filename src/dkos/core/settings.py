@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     metrics_rollup_1m_retention: float | None = Field(
         90 * 86_400.0, description="Seconds 1-minute rollups are kept; unset (null) keeps them forever."
     )
+    metrics_rollup_5m_retention: float | None = Field(
+        400 * 86_400.0, description="Seconds 5-minute rollups are kept; unset (null) keeps them forever."
+    )
     metrics_rollup_1h_retention: float | None = Field(
         None, description="Seconds 1-hour rollups are kept; unset (null, the default) keeps them forever."
     )

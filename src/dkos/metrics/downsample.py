@@ -117,8 +117,16 @@ def apply(ds: Downsample, points: Sequence[Point], *, start_ms: int, end_ms: int
     buckets: dict[int, list[aggregators.Value]] = {}
     for ts, value in points:
         buckets.setdefault(bucket_start(ds, ts, tz), []).append(value)
-    out = {b: aggregators.run(function, values, integer=False) for b, values in buckets.items()}
-    if ds.fill is not FillPolicy.NONE and points:
+    out = [(b, aggregators.run(function, values, integer=False)) for b, values in buckets.items()]
+    return fill(ds, out, start_ms=start_ms, end_ms=end_ms, tz=tz)
+
+
+def fill(ds: Downsample, buckets: Sequence[Point], *, start_ms: int, end_ms: int, tz: ZoneInfo) -> list[Point]:
+    """Downsampled buckets → the same plus the fill policy's empty buckets over the range, sorted.
+
+    The second half of `apply`, alone for buckets a rollup already computed."""
+    out = dict(buckets)
+    if ds.fill is not FillPolicy.NONE and buckets and ds.interval_ms is not None:
         filler = 0.0 if ds.fill is FillPolicy.ZERO else math.nan
         b = bucket_start(ds, start_ms, tz)
         while b <= end_ms:
