@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from dkos.metrics import chunks, rollups
 from dkos.metrics.downsample import Downsample
-from dkos.metrics.query import Series
+from dkos.metrics.query import PointArray, Series
 
 HOUR_MS = 3_600_000
 DEFAULT_ROLLUP_RETENTION: dict[str, float | None] = {"1m": 90 * 86_400, "5m": 400 * 86_400, "1h": None}
@@ -102,36 +102,59 @@ def _hour(ts: int) -> int:
     return ts - ts % HOUR_MS
 
 
-class _HeadRollup:
-    """Rollup records of one series' head points at one level, kept up to date as points arrive,
-    in the layout of a stored rollup chunk, so a read appends its bytes to the stored ones."""
+class _SeriesHead:
+    """One series' points from the horizon on, and their finest rollup records kept up to date as
+    points arrive (a downsample a coarser level answers is a whole number of the finest buckets
+    too), laid out as a stored rollup chunk is, so a read appends their bytes to the stored ones."""
 
-    __slots__ = ("ordered", "records", "slots", "width")
+    __slots__ = ("ordered", "points", "records", "slots")
 
-    def __init__(self, width: int) -> None:
-        self.width = width
+    def __init__(self) -> None:
+        self.points: dict[int, Value] = {}
         self.records = array("d")
         self.slots: dict[int, int] = {}
         """Bucket start → offset of its record in `records`."""
         self.ordered = True
         """Buckets were added in time order (else a read sorts them)."""
 
-    def add(self, ts: int, value: float) -> None:
-        bucket = ts - ts % self.width
+    def add(self, ts: int, value: Value) -> None:
+        points = self.points
+        if ts in points:  # the old value is inside the rollup's sums: count again
+            points[ts] = value
+            self.recount()
+            return
+        points[ts] = value
+        number = float(value)
+        bucket = ts - ts % _FINEST.width_ms
         slot = self.slots.get(bucket)
         records = self.records
         if slot is None:
             if records and bucket < records[-chunks.RECORD]:
                 self.ordered = False
             self.slots[bucket] = len(records)
-            records.extend((bucket, value, value, value, 1.0))
+            records.extend((bucket, number, number, number, 1.0))
             return
-        if value < records[slot + 1]:
-            records[slot + 1] = value
-        if value > records[slot + 2]:
-            records[slot + 2] = value
-        records[slot + 3] += value
+        if number < records[slot + 1]:
+            records[slot + 1] = number
+        if number > records[slot + 2]:
+            records[slot + 2] = number
+        records[slot + 3] += number
         records[slot + 4] += 1.0
+
+    def recount(self) -> None:
+        kept = list(self.points.items())
+        self.__init__()  # type: ignore[misc]
+        for ts, value in kept:
+            self.add(ts, value)
+
+    def pop_before(self, horizon: int) -> list[tuple[int, Value]]:
+        """Take the points before `horizon` out (they are being sealed)."""
+        leaving = [(t, v) for t, v in self.points.items() if t < horizon]
+        if leaving:
+            for t, _ in leaving:
+                del self.points[t]
+            self.recount()
+        return leaving
 
     def blob(self) -> bytes:
         if self.ordered:
@@ -164,10 +187,7 @@ class MetricsStore:
         self.series_count = 0
         """Series stored so far (kept in memory: a scrape of dkos' own metrics reads it)."""
         self._horizon = 0
-        self._head: dict[int, dict[int, Value]] = {}
-        self._head_rollups: dict[int, _HeadRollup] = {}
-        """Per series, the finest rollup of its head points. A downsample a coarser level answers is
-        also a whole number of the finest buckets, so the head needs no other level."""
+        self._head: dict[int, _SeriesHead] = {}
         self._listeners: list[Callable[[Sequence[DataPoint]], None]] = []
         self._load()
         self._adopt_row_layout()
@@ -185,7 +205,6 @@ class MetricsStore:
         row = self._db.execute("SELECT value FROM store_meta WHERE key = 'horizon'").fetchone()
         self._horizon = row[0] if row else 0
         self._head.clear()
-        self._head_rollups.clear()
         for (body,) in self._db.execute("SELECT body FROM wal ORDER BY id").fetchall():
             ids, stamps, values = json.loads(body)
             self._to_head(zip(ids, stamps, values, strict=True))
@@ -219,9 +238,7 @@ class MetricsStore:
 
     def _put(self, points: Sequence[DataPoint]) -> None:
         with self._lock:
-            self._transaction(
-                lambda: self._store([(self._series_id(p.metric, p.tags), p.timestamp_ms, p.value) for p in points])
-            )
+            self._transaction(lambda: self._store([(self._series_id(p), p.timestamp_ms, p.value) for p in points]))
 
     def _transaction(self, work: Callable[[], None]) -> None:
         self._db.execute("BEGIN")
@@ -238,28 +255,36 @@ class MetricsStore:
         moves the horizon on to the newest hour written, sealing what the head holds before it."""
         if not rows:
             return
-        newest = max(ts for _, ts, _ in rows)
+        stamps = [ts for _, ts, _ in rows]
+        oldest, newest = min(stamps), max(stamps)
         horizon = max(self._horizon, _hour(min(newest, int(self._clock() * 1000))))
         late: dict[int, list[tuple[int, Value]]] = defaultdict(list)
         if horizon > self._horizon:
-            for series_id in list(self._head):
-                late[series_id] = self._pop_head_before(series_id, horizon)
+            for series_id, head in list(self._head.items()):
+                late[series_id] = head.pop_before(horizon)
+                if not head.points:
+                    del self._head[series_id]
             self._db.execute("DELETE FROM wal WHERE hour < ?", (horizon,))
             self._db.execute("INSERT OR REPLACE INTO store_meta VALUES ('horizon', ?)", (horizon,))
             self._horizon = horizon
-        fresh: dict[int, list[tuple[int, int, Value]]] = defaultdict(list)
-        for row in rows:
-            if row[1] < horizon:
-                late[row[0]].append((row[1], row[2]))  # after the head's points: a later put wins
-            else:
-                fresh[_hour(row[1])].append(row)
+        fresh: dict[int, Sequence[tuple[int, int, Value]]]
+        if oldest >= horizon and _hour(oldest) == _hour(newest):
+            fresh = {_hour(oldest): rows}  # a collector's put: one hour, all in the head
+        else:
+            fresh = defaultdict(list)
+            for row in rows:
+                if row[1] < horizon:
+                    late[row[0]].append((row[1], row[2]))  # after the head's points: a later put wins
+                else:
+                    fresh[_hour(row[1])].append(row)  # type: ignore[attr-defined]
         self._seal(late)
         for hour, hour_rows in fresh.items():
             body = json.dumps([list(column) for column in zip(*hour_rows, strict=True)])
             self._db.execute("INSERT INTO wal (hour, body) VALUES (?, ?)", (hour, body))
             self._to_head(hour_rows)
 
-    def _series_id(self, metric: str, tags: Mapping[str, str]) -> int:
+    def _series_id(self, point: DataPoint) -> int:
+        metric, tags = point.metric, point.tags
         # Tags as given first: a collector sends them in the same order every time, and sorting
         # them for every point of every put costs more than the rest of the lookup.
         as_given = (metric, tuple(tags.items()))
@@ -281,37 +306,12 @@ class MetricsStore:
         return series_id
 
     def _to_head(self, rows: Iterable[tuple[int, int, Value]]) -> None:
+        heads = self._head
         for series_id, ts, value in rows:
-            head = self._head.get(series_id)
+            head = heads.get(series_id)
             if head is None:
-                head = self._head[series_id] = {}
-                self._head_rollups[series_id] = _HeadRollup(_FINEST.width_ms)
-            if ts in head:  # the old value is inside the rollup's sums: recount
-                head[ts] = value
-                self._recount_head(series_id)
-            else:
-                head[ts] = value
-                self._head_rollups[series_id].add(ts, float(value))
-
-    def _recount_head(self, series_id: int) -> None:
-        head = self._head[series_id]
-        if not head:
-            del self._head[series_id]
-            del self._head_rollups[series_id]
-            return
-        recounted = self._head_rollups[series_id] = _HeadRollup(_FINEST.width_ms)
-        for t, v in head.items():
-            recounted.add(t, float(v))
-
-    def _pop_head_before(self, series_id: int, horizon: int) -> list[tuple[int, Value]]:
-        """Take a series' head points before `horizon` out of the head."""
-        head = self._head[series_id]
-        leaving = [(t, v) for t, v in head.items() if t < horizon]
-        if leaving:
-            for t, _ in leaving:
-                del head[t]
-            self._recount_head(series_id)
-        return leaving
+                head = heads[series_id] = _SeriesHead()
+            head.add(ts, value)
 
     def _seal(self, points: Mapping[int, list[tuple[int, Value]]]) -> None:
         """Merge points into the stored raw chunks, per series and hour, and recompute the rollups
@@ -406,8 +406,9 @@ class MetricsStore:
             result = []
             for known in self._by_metric.get(metric, []):
                 found = stored.get(known.series_id, [])
-                head = self._head.get(known.series_id, {})
-                found.extend(sorted((t, v) for t, v in head.items() if start_ms <= t < end_ms))
+                head = self._head.get(known.series_id)
+                if head is not None:
+                    found.extend(sorted((t, v) for t, v in head.points.items() if start_ms <= t < end_ms))
                 if found:
                     result.append(Series(metric=metric, tags=known.tags, points=found))
             return result
@@ -434,7 +435,7 @@ class MetricsStore:
             # stored chunks end (see the module docstring).
             for position, k in enumerate(known):
                 found = stored.get(k.series_id, [])
-                head = self._head_rollups.get(k.series_id)
+                head = self._head.get(k.series_id)
                 if head is not None:
                     found.append((len(head.slots), head.blob()))
                 for count, body in found:
@@ -450,12 +451,12 @@ class MetricsStore:
         if len(owner_of) == 0:
             return []
         bounds = np.flatnonzero(np.r_[True, owner_of[1:] != owner_of[:-1], True]).tolist()
-        stamp_list, value_list, owner_list = stamps.tolist(), values.tolist(), owner_of.tolist()
+        owner_list = owner_of.tolist()
         return [
             Series(
                 metric=metric,
                 tags=known[owner_list[lo]].tags,
-                points=list(zip(stamp_list[lo:hi], value_list[lo:hi], strict=True)),
+                points=PointArray(stamps[lo:hi], values[lo:hi]),
                 downsampled=True,
             )
             for lo, hi in itertools.pairwise(bounds)
@@ -477,10 +478,13 @@ class MetricsStore:
                 ).fetchone()
                 total = int(row[0])
                 for k in self._by_metric.get(metric, []):
+                    head = self._head.get(k.series_id)
+                    if head is None:
+                        continue
                     if level is rollups.RAW:
-                        total += sum(start_ms <= t < end_ms for t in self._head.get(k.series_id, ()))
-                    elif k.series_id in self._head_rollups:
-                        total += len(self._head_rollups[k.series_id].slots)
+                        total += sum(start_ms <= t < end_ms for t in head.points)
+                    else:
+                        total += len(head.slots)
                 return total
 
         return await asyncio.to_thread(count)
