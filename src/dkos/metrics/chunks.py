@@ -38,14 +38,32 @@ RECORD = 5
 _HEADER = struct.Struct("<I")
 
 
-def raw_chunk(points: Sequence[tuple[int, Value]]) -> Chunk:
-    """Points (any order; a later one wins at an equal timestamp) → a raw chunk."""
-    ts = np.fromiter((t for t, _ in points), np.int64, len(points))
-    is_int = np.fromiter((type(v) is int for _, v in points), np.bool_, len(points))
-    bits = np.fromiter((float(v) for _, v in points), np.float64, len(points)).view(np.int64)
-    if is_int.any():
-        bits[is_int] = [v for _, v in points if type(v) is int]
+def raw_chunk(stamps: Sequence[int], values: Sequence[Value]) -> Chunk:
+    """Points as two lists (any order; a later one wins at an equal timestamp) → a raw chunk.
+
+    Sealing turns every point into a chunk once, so the usual cases (all ints, all floats) are
+    converted by numpy in C; only a mix of the two goes point by point."""
+    ts = np.array(stamps, np.int64)
+    kinds = set(map(type, values))
+    if kinds <= {int}:
+        bits = np.array(values, np.int64)
+        is_int = np.ones(len(ts), np.bool_)
+    elif int not in kinds:
+        bits = np.array(values, np.float64).view(np.int64)
+        is_int = np.zeros(len(ts), np.bool_)
+    else:
+        is_int = np.array([type(v) is int for v in values], np.bool_)
+        bits = np.array([float(v) for v in values], np.float64).view(np.int64)
+        bits[is_int] = [v for v in values if type(v) is int]
     return _latest_per_timestamp((ts, bits, is_int))
+
+
+def run_starts(*keys: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Indexes where a run of rows equal in every key column begins (rows sorted by the keys)."""
+    change = np.ones(len(keys[0]), np.bool_)
+    if len(change) > 1:
+        change[1:] = np.logical_or.reduce([key[1:] != key[:-1] for key in keys])
+    return np.flatnonzero(change)
 
 
 def floats(chunk: Chunk) -> npt.NDArray[np.float64]:
@@ -74,11 +92,16 @@ def merge(old: Chunk, new: Chunk) -> Chunk:
     """The rows of both, sorted by time; at an equal timestamp the row of `new` wins."""
     if len(old[0]) == 0:
         return new
-    return _latest_per_timestamp(tuple(np.concatenate((a, b)) for a, b in zip(old, new, strict=True)))
+    joined = tuple(np.concatenate((a, b)) for a, b in zip(old, new, strict=True))
+    if len(new[0]) == 0 or old[0][-1] < new[0][0]:
+        return joined  # appended after the end, as sealing the hour that just ended does
+    return _latest_per_timestamp(joined)
 
 
 def _latest_per_timestamp(chunk: Chunk) -> Chunk:
     ts = chunk[0]
+    if len(ts) < 2 or bool((ts[1:] > ts[:-1]).all()):
+        return chunk
     order = np.argsort(ts, kind="stable")
     ts_sorted = ts[order]
     # The last of each run of equal timestamps is the latest written.
@@ -88,23 +111,27 @@ def _latest_per_timestamp(chunk: Chunk) -> Chunk:
     return tuple(column[chosen] for column in chunk)
 
 
-def rollup(ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:
-    """Sorted points → one record (start, min, max, sum, count) per `width`-ms bucket, epoch-aligned."""
+def rollup(
+    ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64], width: int, owner: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Points of many series, sorted by owner (the series) then time → one record (start, min,
+    max, sum, count) per series and `width`-ms bucket, epoch-aligned, with each record's owner.
+    All series at once: sealing an hour of a thousand series must not loop in numpy per series."""
     buckets = ts - ts % width
-    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
-    return np.column_stack(
-        (
-            buckets[starts],
-            np.minimum.reduceat(values, starts),
-            np.maximum.reduceat(values, starts),
-            np.add.reduceat(values, starts),
-            np.diff(np.r_[starts, len(ts)]),
-        )
-    ).astype(np.float64)
+    starts = run_starts(owner, buckets)
+    records = np.empty((len(starts), RECORD), np.float64)
+    records[:, 0] = buckets[starts]
+    records[:, 1] = np.minimum.reduceat(values, starts)
+    records[:, 2] = np.maximum.reduceat(values, starts)
+    records[:, 3] = np.add.reduceat(values, starts)
+    records[:, 4] = np.diff(starts, append=len(ts))
+    return owner[starts], records
 
 
 def merge_records(old: npt.NDArray[np.float64], new: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """`merge` for rollup records: at an equal bucket start the record of `new` wins."""
+    if len(old) and len(new) and old[-1, 0] < new[0, 0]:
+        return np.concatenate((old, new))
     merged = merge(tuple(old.T), tuple(new.T))
     return np.column_stack(merged).astype(np.float64).reshape(-1, RECORD)
 

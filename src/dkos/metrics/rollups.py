@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from dkos.metrics import chunks
 from dkos.metrics.downsample import Downsample
 
 
@@ -69,8 +70,7 @@ def downsample(
     buckets = ts - ts % ds.interval_ms
     if len(ts) == 0:
         return owner[:0], buckets, records[:0, 0]
-    change = np.r_[True, (buckets[1:] != buckets[:-1]) | (owner[1:] != owner[:-1])]
-    starts = np.flatnonzero(change)
+    starts = chunks.run_starts(owner, buckets)
     function = _FROM_ROLLUP[ds.function]
     values: npt.NDArray[np.float64]
     if function == "min":

@@ -147,12 +147,16 @@ class _SeriesHead:
         for ts, value in kept:
             self.add(ts, value)
 
-    def pop_before(self, horizon: int) -> list[tuple[int, Value]]:
-        """Take the points before `horizon` out (they are being sealed)."""
-        leaving = [(t, v) for t, v in self.points.items() if t < horizon]
-        if leaving:
-            for t, _ in leaving:
-                del self.points[t]
+    def pop_before(self, horizon: int) -> tuple[list[int], list[Value]]:
+        """Take the points before `horizon` out (they are being sealed), as stamps and values."""
+        points = self.points
+        if max(points) < horizon:  # the usual case: the whole head is from the hour that ended
+            leaving = (list(points), list(points.values()))
+            self.__init__()  # type: ignore[misc]
+            return leaving
+        stamps = [t for t in points if t < horizon]
+        leaving = (stamps, [points.pop(t) for t in stamps])
+        if stamps:
             self.recount()
         return leaving
 
@@ -258,7 +262,7 @@ class MetricsStore:
         stamps = [ts for _, ts, _ in rows]
         oldest, newest = min(stamps), max(stamps)
         horizon = max(self._horizon, _hour(min(newest, int(self._clock() * 1000))))
-        late: dict[int, list[tuple[int, Value]]] = defaultdict(list)
+        late: dict[int, tuple[list[int], list[Value]]] = defaultdict(lambda: ([], []))
         if horizon > self._horizon:
             for series_id, head in list(self._head.items()):
                 late[series_id] = head.pop_before(horizon)
@@ -274,7 +278,9 @@ class MetricsStore:
             fresh = defaultdict(list)
             for row in rows:
                 if row[1] < horizon:
-                    late[row[0]].append((row[1], row[2]))  # after the head's points: a later put wins
+                    stamps, values = late[row[0]]  # after the head's points: a later put wins
+                    stamps.append(row[1])
+                    values.append(row[2])
                 else:
                     fresh[_hour(row[1])].append(row)  # type: ignore[attr-defined]
         self._seal(late)
@@ -313,38 +319,47 @@ class MetricsStore:
                 head = heads[series_id] = _SeriesHead()
             head.add(ts, value)
 
-    def _seal(self, points: Mapping[int, list[tuple[int, Value]]]) -> None:
-        """Merge points into the stored raw chunks, per series and hour, and recompute the rollups
-        of every hour touched from its merged chunk."""
-        touched: dict[rollups.Level, dict[tuple[int, int], list[npt.NDArray[np.float64]]]] = {
-            level: defaultdict(list) for level in rollups.LEVELS
-        }
+    def _seal(self, points: Mapping[int, tuple[list[int], list[Value]]]) -> None:
+        """Merge points (stamps and values per series) into the stored raw chunks, per series and
+        hour, and recompute the rollups of every hour touched from its merged chunk."""
         raw_table = _TABLES[rollups.RAW]
-        for series_id, series_points in points.items():
-            by_hour: dict[int, list[tuple[int, Value]]] = defaultdict(list)
-            for point in series_points:
-                by_hour[_hour(point[0])].append(point)
-            for hour, hour_points in by_hour.items():
+        sealed: list[tuple[int, int, chunks.Chunk]] = []
+        """(series id, hour, merged raw chunk) of every hour written."""
+        for series_id, (stamps, values) in points.items():
+            if not stamps:
+                continue
+            sealing = chunks.raw_chunk(stamps, values)
+            hours = sealing[0] - sealing[0] % HOUR_MS
+            for lo, hi in itertools.pairwise([*chunks.run_starts(hours).tolist(), len(hours)]):
+                hour = int(hours[lo])
+                new = tuple(column[lo:hi] for column in sealing)
                 body = self._stored_body(rollups.RAW, series_id, hour)
-                new = chunks.raw_chunk(hour_points)
                 merged = chunks.merge(chunks.unpack(body, chunks.RAW_DTYPES), new) if body else new
                 self._db.execute(
                     f"INSERT OR REPLACE INTO {raw_table} VALUES (?, ?, ?, ?)",
                     (series_id, hour, len(merged[0]), chunks.pack(merged)),
                 )
-                values = chunks.floats(merged)
-                for level in rollups.LEVELS:
-                    block = hour - hour % level.block_ms
-                    touched[level][(series_id, block)].append(chunks.rollup(merged[0], values, level.width_ms))
-        for level, blocks in touched.items():
+                sealed.append((series_id, hour, merged))
+        if not sealed:
+            return
+        # The rollups of every sealed hour in one pass per level; each hour lies in one block.
+        ts = np.concatenate([merged[0] for _, _, merged in sealed])
+        as_floats = np.concatenate([chunks.floats(merged) for _, _, merged in sealed])
+        owner = np.repeat(np.arange(len(sealed)), [len(merged[0]) for _, _, merged in sealed])
+        for level in rollups.LEVELS:
+            owner_of, records = chunks.rollup(ts, as_floats, level.width_ms, owner)
+            blocks: dict[tuple[int, int], list[npt.NDArray[np.float64]]] = defaultdict(list)
+            for lo, hi in itertools.pairwise([*chunks.run_starts(owner_of).tolist(), len(owner_of)]):
+                series_id, hour, _ = sealed[int(owner_of[lo])]
+                blocks[(series_id, hour - hour % level.block_ms)].append(records[lo:hi])
             for (series_id, block), parts in blocks.items():
                 body = self._stored_body(level, series_id, block)
-                records = np.concatenate(parts)
+                block_records = np.concatenate(parts) if len(parts) > 1 else parts[0]
                 if body:
-                    records = chunks.merge_records(chunks.records(body), records)
+                    block_records = chunks.merge_records(chunks.records(body), block_records)
                 self._db.execute(
                     f"INSERT OR REPLACE INTO {_TABLES[level]} VALUES (?, ?, ?, ?)",
-                    (series_id, block, len(records), records.tobytes()),
+                    (series_id, block, len(block_records), block_records.tobytes()),
                 )
 
     def _stored_body(self, level: rollups.Level, series_id: int, start: int) -> bytes | None:
@@ -450,7 +465,7 @@ class MetricsStore:
         owner_of, stamps, values = rollups.downsample(records[inside], owner[inside], ds)
         if len(owner_of) == 0:
             return []
-        bounds = np.flatnonzero(np.r_[True, owner_of[1:] != owner_of[:-1], True]).tolist()
+        bounds = [*chunks.run_starts(owner_of).tolist(), len(owner_of)]
         owner_list = owner_of.tolist()
         return [
             Series(
