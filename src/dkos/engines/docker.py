@@ -114,6 +114,17 @@ _MAX_JOINED_LINE = 1 << 20
 this many bytes; a longer one is emitted in pieces so a runaway writer cannot fill memory."""
 
 
+def _unlimited_connector(url: str) -> aiohttp.BaseConnector | None:
+    """A connection pool without aiohttp's default cap of 100 connections for a local engine.
+
+    Every stats and log stream holds a connection for as long as its container runs: with the
+    cap, the 101st instance's stream — and every ordinary call after it — would queue behind them
+    forever. For a remote engine (tcp, with aiodocker's TLS handling) aiodocker's own pool stays."""
+    if url.startswith("unix://"):
+        return aiohttp.UnixConnector(path=url.removeprefix("unix://"), limit=0)
+    return None
+
+
 class DockerEngine:
     """The `Engine` protocol over one Docker Engine.
 
@@ -396,13 +407,18 @@ class DockerEngine:
         docker, self._docker = self._docker, None
         if docker is not None:
             await docker.close()
+            await docker.connector.close()  # ours (see `_unlimited_connector`): aiodocker leaves it open
 
     # --- the boundary -----------------------------------------------------------------
 
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
+            connector = _unlimited_connector(self.url)
             self._docker = aiodocker.Docker(
-                url=self.url,
+                # With our own connector the URL only names the host in request URLs, as
+                # aiodocker's own unix connector does.
+                url="unix://localhost" if connector else self.url,
+                connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout),
             )
         return self._docker
@@ -443,6 +459,7 @@ class DockerEngine:
             self._docker = None
             with contextlib.suppress(Exception):
                 await docker.close()
+                await docker.connector.close()
         reason = str(exc) or type(exc).__name__
         return EngineUnavailable(
             f"Docker engine at {self.url} did not answer (could not {action}): {reason}; "
