@@ -497,7 +497,9 @@ class MetricsStore:
                     if head is None:
                         continue
                     if level is rollups.RAW:
-                        total += sum(start_ms <= t < end_ms for t in head.points)
+                        stamps = head.points
+                        inside = start_ms <= min(stamps) and max(stamps) < end_ms
+                        total += len(stamps) if inside else sum(start_ms <= t < end_ms for t in stamps)
                     else:
                         total += len(head.slots)
                 return total
