@@ -53,6 +53,7 @@ _SCHEMA = """
 PRAGMA journal_mode=WAL;
 PRAGMA synchronous=NORMAL;
 PRAGMA cache_size=-65536;
+PRAGMA journal_size_limit=67108864;
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
     metric TEXT NOT NULL,
