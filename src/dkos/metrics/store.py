@@ -462,8 +462,14 @@ class MetricsStore:
             return []
         records = chunks.records(b"".join(blobs))
         owner = np.repeat(np.array(owners, np.int64), counts)
-        inside = (records[:, 0] >= start_ms) & (records[:, 0] < end_ms)
-        owner_of, stamps, values = rollups.downsample(records[inside], owner[inside], ds)
+        # Records outside the window get no owner (-1) rather than being copied out: they then
+        # form buckets of their own, dropped below, and the records are never copied.
+        stamps_in = records[:, 0]
+        owner[(stamps_in < start_ms) | (stamps_in >= end_ms)] = -1
+        owner_of, stamps, values = rollups.downsample(records, owner, ds)
+        owned = owner_of >= 0
+        if not owned.all():
+            owner_of, stamps, values = owner_of[owned], stamps[owned], values[owned]
         if len(owner_of) == 0:
             return []
         bounds = [*chunks.run_starts(owner_of).tolist(), len(owner_of)]
