@@ -542,17 +542,22 @@ class MetricsStore:
 
     async def lookup(self, metric: str | None, tags: Mapping[str, str]) -> list[tuple[str, dict[str, str]]]:
         """Series whose metric (if given) and tags match; `*` as a tag value matches any value."""
-        with self._lock:
-            every = sorted(
-                ((k.series_id, name, k.tags) for name, known in self._by_metric.items() for k in known),
-                key=lambda found: found[0],
-            )
-        return [
-            (name, series_tags)
-            for _, name, series_tags in every
-            if (metric is None or name == metric)
-            and all(k in series_tags and v in ("*", series_tags[k]) for k, v in tags.items())
-        ]
+
+        def lookup() -> list[tuple[str, dict[str, str]]]:
+            # In the worker thread: the lock may be held by a seal, which the event loop must not wait on.
+            with self._lock:
+                every = sorted(
+                    ((k.series_id, name, k.tags) for name, known in self._by_metric.items() for k in known),
+                    key=lambda found: found[0],
+                )
+            return [
+                (name, series_tags)
+                for _, name, series_tags in every
+                if (metric is None or name == metric)
+                and all(k in series_tags and v in ("*", series_tags[k]) for k, v in tags.items())
+            ]
+
+        return await asyncio.to_thread(lookup)
 
     def disk_bytes(self) -> int:
         """The store's size on disk, with its write-ahead log."""
