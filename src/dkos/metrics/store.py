@@ -109,14 +109,21 @@ class _SeriesHead:
     too), laid out as a stored rollup chunk is, so a read appends their bytes to the stored ones."""
 
     __slots__ = ("ordered", "points", "records", "slots")
+    points: dict[int, Value]
+    records: array[float]
+    slots: dict[int, int]
+    """Bucket start → offset of its record in `records`."""
+    ordered: bool
+    """Buckets were added in time order (else a read sorts them)."""
 
     def __init__(self) -> None:
-        self.points: dict[int, Value] = {}
+        self._clear()
+
+    def _clear(self) -> None:
+        self.points = {}
         self.records = array("d")
-        self.slots: dict[int, int] = {}
-        """Bucket start → offset of its record in `records`."""
+        self.slots = {}
         self.ordered = True
-        """Buckets were added in time order (else a read sorts them)."""
 
     def add(self, ts: int, value: Value) -> None:
         points = self.points
@@ -144,7 +151,7 @@ class _SeriesHead:
 
     def recount(self) -> None:
         kept = list(self.points.items())
-        self.__init__()  # type: ignore[misc]
+        self._clear()
         for ts, value in kept:
             self.add(ts, value)
 
@@ -153,7 +160,7 @@ class _SeriesHead:
         points = self.points
         if max(points) < horizon:  # the usual case: the whole head is from the hour that ended
             leaving = (list(points), list(points.values()))
-            self.__init__()  # type: ignore[misc]
+            self._clear()
             return leaving
         stamps = [t for t in points if t < horizon]
         leaving = (stamps, [points.pop(t) for t in stamps])
