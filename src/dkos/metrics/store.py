@@ -279,18 +279,17 @@ class MetricsStore:
             self._db.execute("DELETE FROM wal WHERE hour < ?", (horizon,))
             self._db.execute("INSERT OR REPLACE INTO store_meta VALUES ('horizon', ?)", (horizon,))
             self._horizon = horizon
-        fresh: dict[int, Sequence[tuple[int, int, Value]]]
+        fresh: dict[int, list[tuple[int, int, Value]]] = defaultdict(list)
         if oldest >= horizon and _hour(oldest) == _hour(newest):
-            fresh = {_hour(oldest): rows}  # a collector's put: one hour, all in the head
+            fresh[_hour(oldest)] = list(rows)  # a collector's put: one hour, all in the head
         else:
-            fresh = defaultdict(list)
             for row in rows:
                 if row[1] < horizon:
-                    stamps, values = late[row[0]]  # after the head's points: a later put wins
-                    stamps.append(row[1])
-                    values.append(row[2])
+                    late_stamps, late_values = late[row[0]]  # after the head's points: a later put wins
+                    late_stamps.append(row[1])
+                    late_values.append(row[2])
                 else:
-                    fresh[_hour(row[1])].append(row)  # type: ignore[attr-defined]
+                    fresh[_hour(row[1])].append(row)
         self._seal(late)
         for hour, hour_rows in fresh.items():
             body = json.dumps([list(column) for column in zip(*hour_rows, strict=True)])
