@@ -34,6 +34,7 @@ from dkos.iam.tokens import TokenStore
 from dkos.lb.certs import CertificateStore
 from dkos.lb.manager import LoadBalancer
 from dkos.lb.uploads import UploadedCertificates
+from dkos.logs import service as log_service
 from dkos.metrics import collect, prometheus
 from dkos.metrics.store import MetricsStore
 from dkos.orchestration.instances import RUNNING, InstanceStore
@@ -136,12 +137,13 @@ async def serve(settings: Settings) -> None:
             certificates=certificates,
             uploads=uploaded,
         )
+        logs = await stack.enter_async_context(log_service.running(settings, docker, owner=server_id))
         reconciler = await stack.enter_async_context(
             Reconciler(
                 settings=settings,
                 apps=apps,
                 instances=instances,
-                engine=docker,
+                engine=logs.engine,
                 bus=bus,
                 owner=server_id,
                 router=router,
@@ -174,6 +176,7 @@ async def serve(settings: Settings) -> None:
             uploads=uploaded,
             metrics=metrics,
             prom=prom,
+            logs=logs.store,
         )
         host, port = settings.host_port
         config = uvicorn.Config(

@@ -451,6 +451,8 @@ class LogStore:
     def _read(self, query: Query) -> list[StoredLine]:
         key = self._keys.get((query.project, query.app))
         if key is None:
+            if query.text:
+                self._check_search(query.text)
             return []
         low, high = 1, self._next_id
         if query.after_id is not None:
@@ -503,10 +505,7 @@ class LogStore:
                 rows = self._reader.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 if query.text and _is_query_error(exc):
-                    raise BadQuery(
-                        f"bad search query {query.text!r}: {exc}; quote words with punctuation "
-                        '("connection-refused"), see docs/logs.md'
-                    ) from exc
+                    raise _bad_query(query.text, exc) from exc
                 raise
         if query.newest:
             rows.reverse()
@@ -526,6 +525,16 @@ class LogStore:
             )
             for r in rows
         ]
+
+    def _check_search(self, text: str) -> None:
+        """Raise `BadQuery` if FTS5 cannot parse `text` (it parses only when a query runs)."""
+        with self._read_lock:
+            try:
+                self._reader.execute("SELECT rowid FROM lines_fts WHERE lines_fts MATCH ? LIMIT 1", (text,)).fetchall()
+            except sqlite3.OperationalError as exc:
+                if _is_query_error(exc):
+                    raise _bad_query(text, exc) from exc
+                raise
 
     async def after(self, after_id: int, *, limit: int) -> list[StoredLine]:
         """Lines of every app stored after `after_id`, oldest first (for shippers)."""
@@ -589,6 +598,13 @@ class LogStore:
     def disk_bytes(self) -> int:
         """The store's size on disk, with its write-ahead log."""
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+
+
+def _bad_query(text: str, exc: sqlite3.OperationalError) -> BadQuery:
+    return BadQuery(
+        f"bad search query {text!r}: {exc}; put words with punctuation in double quotes "
+        '("connection-refused"); the syntax is SQLite FTS5\'s, see docs/logs.md'
+    )
 
 
 def _is_query_error(exc: sqlite3.OperationalError) -> bool:
