@@ -60,9 +60,13 @@ def split(data: bytes, *, max_bytes: int = DEFAULT_MAX_LINE_BYTES, continued: bo
     start = 0
     while start < len(data):
         end = min(start + max_bytes, len(data))
-        # Back off to a character start (never below start + 1: junk has no boundaries).
-        while end < len(data) and end > start + 1 and data[end] & 0xC0 == 0x80:
-            end -= 1
+        # Back off to a character start: at most 3 bytes, a UTF-8 character's continuation;
+        # junk with no character start nearby is cut where it is.
+        back = end
+        while back < len(data) and back > end - 3 and back > start + 1 and data[back] & 0xC0 == 0x80:
+            back -= 1
+        if back < len(data) and data[back] & 0xC0 != 0x80:
+            end = back
         chunks.append(data[start:end])
         start = end
     if not chunks:
