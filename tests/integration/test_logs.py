@@ -257,3 +257,28 @@ def test_ships_every_line_to_a_bulk_endpoint_that_fails_at_first(tmp_path: Path,
         assert {"@timestamp", "message", "project", "app", "instance", "stream"} <= doc.keys()
     finally:
         server.cleanup()
+
+
+def test_capture_resumes_with_no_gap_when_the_engine_comes_back(tmp_path: Path) -> None:
+    from test_engine_outage import engine_relay
+
+    relay_path = tmp_path / "engine.sock"
+    server = DkosServer(tmp_path / "data", env={"DKOS_DOCKER_URL": f"unix://{relay_path}"}).start()
+    try:
+        with engine_relay(relay_path):
+            server.deploy(app_spec("steady", {"LOG_EVERY": "0.01"}))
+            wait_until(lambda: len(all_lines(server, "steady")) > 50, timeout=30, what="the first lines")
+        # The engine is away: the app goes on printing into its json-file log.
+        stalled = len(numbers(all_lines(server, "steady"), "steady-1"))
+        time.sleep(2)
+        with engine_relay(relay_path):
+            wait_until(
+                lambda: len(numbers(all_lines(server, "steady"), "steady-1")) > stalled + 300,
+                timeout=30,
+                what="capture to resume",
+            )
+            got = numbers(all_lines(server, "steady"), "steady-1")
+            assert got == list(range(1, len(got) + 1)), "a gap or a duplicate across the outage"
+            server.stop()
+    finally:
+        server.cleanup()
