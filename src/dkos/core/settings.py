@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     logs_max_age: float | None = Field(7 * 86_400.0, description="Seconds log lines are kept; null: until a cap.")
     logs_max_line_bytes: int = Field(32 * 1024, ge=256, description="Longer log lines are stored in marked pieces.")
     logs_flush_delay: float = Field(0.05, description="Seconds captured lines gather before they are stored.")
-    logs_batch_lines: int = Field(5000, description="Captured lines stored in one transaction, at most.")
+    logs_batch_lines: int = Field(10_000, description="Captured lines stored in one transaction, at most.")
     logs_discover_interval: float = Field(5.0, description="Seconds between looks for containers to capture.")
     logs_drain_timeout: float = Field(10.0, description="Seconds a removal waits for a container's last lines.")
     logs_retry_max_delay: float = Field(5.0, description="Longest wait before reopening a broken log stream.")

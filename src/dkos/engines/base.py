@@ -247,7 +247,8 @@ class Engine(Protocol):
     def logs(self, container_id: str, *, follow: bool, since_ns: int | None = None) -> AsyncIterator[LogLine]:
         """Stdout and stderr lines in the order the engine stored them, from `since_ns`
         (inclusive) or the first one kept, optionally following until the container stops.
-        The end of a followed stream while the container runs raises `EngineUnavailable`."""
+        A stream the engine cuts raises `EngineUnavailable` or just ends: a caller that must
+        tell the two apart asks `inspect` whether the container still runs."""
         ...
 
     def events(self, labels: Mapping[str, str]) -> AsyncIterator[EngineEvent]:

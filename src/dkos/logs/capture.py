@@ -55,7 +55,12 @@ class Capture:
         """Each container's position as far as read (stored or in the buffer)."""
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._rows: list[Row] = []
-        self._dirty: dict[str, Position] = {}
+        """Read, not yet stored; one list for good (followers hold its `append`)."""
+        self._live: dict[str, list[int]] = {}
+        self._touched: set[str] = set()
+        self._done: dict[str, Position] = {}
+        self._pending: dict[str, Position] = {}
+        """Positions taken by a flush whose write failed, to go with the rows put back."""
         self._has_rows = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -165,10 +170,17 @@ class Capture:
             delay = min(delay * 2, self.retry_max)
 
     async def _read(self, cid: str, project: str, app: str, instance: str, version: int) -> None:
-        start = self._positions.get(cid, Position())
-        current = start
+        # The live position is a mutable [time, count] (one object a container, not one per
+        # line); `flush` copies it into a `Position` at the moment it takes the rows. A stream
+        # reopened in this process resumes from it: lines read are in the buffer if not stored.
+        stored = self._positions.get(cid, Position())
+        live = self._live.setdefault(cid, [stored.ts_ns, stored.count])
+        start = Position(live[0], live[1])
         last_ts, seen = -1, 0
         max_bytes = self.max_line_bytes
+        append = self._rows.append
+        touched = self._touched
+        escape = lines.escape
         stream: AsyncIterator[base.LogLine] = self.engine.logs(cid, follow=True, since_ns=start.ts_ns or None)
         async for line in stream:
             ts = line.time_ns
@@ -179,17 +191,19 @@ class Capture:
             if start.count and start.already_stored(ts, seen):
                 continue
             stream_index = _STREAM_INDEX[line.stream]
-            if len(line.data) <= max_bytes and not line.partial:
-                text, escaped = lines.escape(line.data)
-                self._rows.append((project, app, instance, version, ts, stream_index, 0, int(escaped), text))
+            data = line.data
+            if len(data) <= max_bytes and not line.partial:
+                text, escaped = escape(data)
+                append((project, app, instance, version, ts, stream_index, 0, int(escaped), text))
             else:
-                for piece in lines.split(line.data, max_bytes=max_bytes, continued=line.partial):
+                for piece in lines.split(data, max_bytes=max_bytes, continued=line.partial):
                     flags = row_flags(escaped=piece.escaped, more=piece.more)
-                    self._rows.append(
-                        (project, app, instance, version, ts, stream_index, piece.part, flags, piece.text)
-                    )
-            current = current.advance(ts)
-            self._positions[cid] = self._dirty[cid] = current
+                    append((project, app, instance, version, ts, stream_index, piece.part, flags, piece.text))
+            if ts == live[0]:
+                live[1] += 1
+            else:
+                live[0], live[1] = ts, 1
+            touched.add(cid)
             self.lines_read += 1
             if not self._has_rows.is_set():
                 self._has_rows.set()
@@ -198,8 +212,9 @@ class Capture:
                 await self._room.wait()
 
     def _finish(self, cid: str) -> None:
-        position = self._positions.get(cid, Position())
-        self._positions[cid] = self._dirty[cid] = Position(position.ts_ns, position.count, done=True)
+        live = self._live.get(cid)
+        position = Position(live[0], live[1]) if live else self._positions.get(cid, Position())
+        self._positions[cid] = self._done[cid] = Position(position.ts_ns, position.count, done=True)
         self._has_rows.set()
 
     async def _inspect_quietly(self, cid: str) -> ContainerStatus | None:
@@ -225,17 +240,25 @@ class Capture:
         """Store what was read so far, with the positions it brings each container to."""
         async with self._flush_lock:
             self._has_rows.clear()
-            rows, self._rows = self._rows, []
-            dirty, self._dirty = self._dirty, {}
+            rows = self._rows[:]
+            self._rows.clear()
+            positions = dict(self._pending)
+            for cid in self._touched - self._done.keys():
+                ts_ns, count = self._live[cid]
+                positions[cid] = self._positions[cid] = Position(ts_ns, count)
+            self._touched.clear()
+            positions.update(self._done)
+            self._done.clear()
+            self._pending.clear()
             self._room.set()
-            if not rows and not dirty:
+            if not rows and not positions:
                 return
             try:
-                await self.store.write(rows, dirty)
+                await self.store.write(rows, positions)
             except BaseException:
                 # Put them back in front of what came meanwhile: order and positions hold.
                 self._rows[:0] = rows
-                self._dirty = {**dirty, **self._dirty}
+                self._pending = {**positions, **self._pending}
                 self._has_rows.set()
                 raise
 

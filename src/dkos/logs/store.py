@@ -65,8 +65,9 @@ CREATE TABLE IF NOT EXISTS lines (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS lines_by_app ON lines (app_key, id);
-CREATE VIRTUAL TABLE IF NOT EXISTS lines_fts USING fts5(text, content='lines', content_rowid='id');
-CREATE TABLE IF NOT EXISTS blocks (block INTEGER PRIMARY KEY, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS lines_fts USING fts5(text, content='lines', content_rowid='id', columnsize=0);
+CREATE TABLE IF NOT EXISTS blocks (block INTEGER PRIMARY KEY, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL)
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS positions (
     container_id TEXT PRIMARY KEY,
     ts INTEGER NOT NULL,
@@ -192,6 +193,10 @@ class LogStore:
         self._read_lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA)
+        # Merge FTS segments less eagerly than the default (4): ingest is the hot path, and a
+        # query probes a few more segments for it (measured in bench/logs.py).
+        self._db.execute("INSERT INTO lines_fts (lines_fts, rank) VALUES ('automerge', 16)")
+        self._db.execute("PRAGMA cache_size = -65536")
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._reader.execute("PRAGMA query_only=1")
         self._keys: dict[tuple[str, str], int] = {}
@@ -240,47 +245,43 @@ class LogStore:
             await self.enforce_caps(now=time.time())
 
     def _write(self, rows: Sequence[Row], positions: dict[str, Position]) -> None:
+        # Python touches each row once (to give it its id and app); the index, the usage
+        # tallies and the time blocks are computed by SQLite from the rows just inserted.
         with self._write_lock:
             db = self._db
             db.execute("BEGIN")
             try:
-                next_id = self._next_id
-                line_rows = []
-                fts_rows = []
-                added: dict[int, list[int]] = {}
-                blocks: dict[int, list[int]] = {}
+                first = next_id = self._next_id
                 keys = self._keys
+                line_rows = []
                 for project, app, instance, version, ts, stream, part, flags, text in rows:
                     key = keys.get((project, app))
                     if key is None:
                         key = self._new_app(project, app)
-                    line_id = next_id
+                    line_rows.append((next_id, key, ts, instance, version, stream, part, flags, text))
                     next_id += 1
-                    line_rows.append((line_id, key, ts, instance, version, stream, part, flags, text))
-                    fts_rows.append((line_id, text))
-                    tally = added.get(key)
-                    if tally is None:
-                        tally = added[key] = [0, 0]
-                    tally[0] += len(text) + len(instance) + caps.LINE_OVERHEAD
-                    tally[1] += 1
-                    block = blocks.get(line_id >> BLOCK_SHIFT)
-                    if block is None:
-                        blocks[line_id >> BLOCK_SHIFT] = [ts, ts]
-                    elif ts < block[0]:
-                        block[0] = ts
-                    elif ts > block[1]:
-                        block[1] = ts
-                db.executemany("INSERT INTO lines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", line_rows)
-                db.executemany("INSERT INTO lines_fts (rowid, text) VALUES (?, ?)", fts_rows)
-                db.executemany(
-                    "UPDATE apps SET bytes = bytes + ?, lines = lines + ? WHERE key = ?",
-                    [(b, n, key) for key, (b, n) in added.items()],
-                )
-                db.executemany(
-                    "INSERT INTO blocks VALUES (?, ?, ?) ON CONFLICT (block) DO UPDATE SET "
-                    "min_ts = MIN(min_ts, excluded.min_ts), max_ts = MAX(max_ts, excluded.max_ts)",
-                    [(b, lo, hi) for b, (lo, hi) in blocks.items()],
-                )
+                added: list[tuple[int, int, int]] = []
+                if line_rows:
+                    span = (first, next_id - 1)
+                    db.executemany("INSERT INTO lines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", line_rows)
+                    db.execute(
+                        "INSERT INTO lines_fts (rowid, text) SELECT id, text FROM lines WHERE id BETWEEN ? AND ?", span
+                    )
+                    added = db.execute(
+                        f"SELECT app_key, SUM(length(text) + length(instance) + {caps.LINE_OVERHEAD}), COUNT(*) "
+                        "FROM lines WHERE id BETWEEN ? AND ? GROUP BY app_key",
+                        span,
+                    ).fetchall()
+                    db.executemany(
+                        "UPDATE apps SET bytes = bytes + ?, lines = lines + ? WHERE key = ?",
+                        [(b, n, key) for key, b, n in added],
+                    )
+                    db.execute(
+                        f"INSERT INTO blocks SELECT id >> {BLOCK_SHIFT}, MIN(ts), MAX(ts) FROM lines "
+                        "WHERE id BETWEEN ? AND ? GROUP BY 1 ON CONFLICT (block) DO UPDATE SET "
+                        "min_ts = MIN(min_ts, excluded.min_ts), max_ts = MAX(max_ts, excluded.max_ts)",
+                        span,
+                    )
                 now = time.time()
                 db.executemany(
                     "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?)",
@@ -293,7 +294,7 @@ class LogStore:
                 self._reload_apps()
                 raise
             self._next_id = next_id
-            for key, (b, _) in added.items():
+            for key, b, _ in added:
                 self._usage[key] = self._usage.get(key, 0) + b
 
     def _new_app(self, project: str, app: str) -> int:
