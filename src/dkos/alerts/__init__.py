@@ -1,0 +1,1 @@
+"""Alarms: rules, evaluation, states, history and notifications (see the module list below)."""
