@@ -22,6 +22,7 @@ every collection). Within a period:
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -63,7 +64,7 @@ def _rate(points: Sequence[tuple[int, float]]) -> float | None:
     if len(points) < 2:
         return None
     increase = 0.0
-    for (_, before), (_, after) in zip(points, points[1:], strict=False):
+    for (_, before), (_, after) in itertools.pairwise(points):
         increase += float(after) - float(before) if after >= before else float(after)
     span = (points[-1][0] - points[0][0]) / 1000
     return increase / span if span > 0 else None
@@ -80,7 +81,7 @@ def _window(points: Sequence[tuple[int, float]], start: int, end: int, *, counte
 
 
 def _matches(tags: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
-    return all(v == "*" and k in tags or tags.get(k) == v for k, v in wanted.items())
+    return all((v == "*" and k in tags) or tags.get(k) == v for k, v in wanted.items())
 
 
 def select(
