@@ -55,8 +55,9 @@ def _show(value: float) -> str:
 def compute_evaluation(condition: Condition, datapoints: Sequence[float | None], current: AlarmState) -> Evaluation:
     """The state `datapoints` (the last N, oldest first) put the alarm in."""
     wanted = condition.evaluation_periods
-    recent = list(datapoints)[-wanted:]
-    recent = [None] * (wanted - len(recent)) + recent
+    given: list[float | None] = list(datapoints)[-wanted:]
+    recent: list[float | None] = [None] * (wanted - len(given))
+    recent += given
     newest = recent[-1]
     present = [v for v in recent if v is not None]
     missing = wanted - len(present)

@@ -110,8 +110,8 @@ def compute_values(
     """The value of one period [start_ms, end_ms) from already `select`ed series."""
     counter = query.kind in _COUNTERS
     if query.kind in _PER_INSTANCE or query.kind is MetricKind.CUSTOM:
-        values = [_mean(_window(s.points, start_ms, end_ms, counter=False)) for s in series]
-        return compute_statistic(query.statistic, [v for v in values if v is not None])
+        means = [_mean(_window(s.points, start_ms, end_ms, counter=False)) for s in series]
+        return compute_statistic(query.statistic, [v for v in means if v is not None])
     by_app: dict[str, list[float]] = defaultdict(list)
     for s in series:
         window = _window(s.points, start_ms, end_ms, counter=counter)
