@@ -8,9 +8,9 @@ field is refused with a 422 naming it before anything is stored.
 from __future__ import annotations
 
 import re
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dkos.alerts.model import (
     AlarmSource,
@@ -146,3 +146,27 @@ class ChannelIn(_Strict):
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+
+_M = TypeVar("_M", bound=BaseModel)
+_FIELD_IN_MESSAGE = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$", re.S)
+
+
+def parse_body(model: type[_M], data: Any) -> _M:
+    """A request body as `model`, or `InvalidInput` naming each broken field (cross-field rules say
+    `field: rule`, so the field is named even when the rule spans several)."""
+    if not isinstance(data, dict):
+        raise InvalidInput([FieldProblem("body", "must be a JSON object")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = ".".join(str(p) for p in error["loc"])
+            rule = str(error["msg"]).removeprefix("Value error, ")
+            inner = _FIELD_IN_MESSAGE.match(rule)
+            if inner:
+                loc = f"{loc}.{inner.group(1)}" if loc else inner.group(1)
+                rule = inner.group(2)
+            problems.append(FieldProblem(loc or "body", rule))
+        raise InvalidInput(problems) from exc

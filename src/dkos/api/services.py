@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dkos.alerts.engine import Alarms
 from dkos.apps.store import AppStore
+from dkos.autoscale.engine import Autoscaler
 from dkos.core.events import EventBus
 from dkos.core.settings import Settings
 from dkos.iam.tokens import TokenStore
@@ -33,3 +35,5 @@ class Services:
     uploads: UploadedCertificates | None
     metrics: MetricsStore
     prom: DkosMetrics
+    alarms: Alarms | None = None
+    autoscaler: Autoscaler | None = None
