@@ -3,6 +3,8 @@ the field, and notifications are retried on 5xx, not on 4xx, and never dropped s
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,3 +95,48 @@ def test_notifications_are_retried_on_5xx_not_on_4xx_and_kept_when_undelivered(s
         assert len(undelivered[0]["attempt_log"]) == 3
     channels = server.get("/v1/channels").json()["channels"]
     assert channels[0]["undelivered"] == 2  # the refused one and the undelivered one stay visible
+
+
+def test_the_cli_creates_lists_shows_and_deletes_alarms_policies_and_channels(server: DkosServer) -> None:
+    server.deploy({"name": "web", "image": "dkos-demo:1", "instances": 0})
+
+    def ok(*args: str) -> str:
+        done = server.cli(*args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    with Receiver() as receiver:
+        ok("channels", "create", "ops", "--url", receiver.url)
+        assert "delivered" in ok("channels", "test", "ops")
+    for line in (
+        "alarms create cpuhigh -a web --metric cpu_percent --comparison '>=' --threshold 90 --period 300 --channel ops",
+        "alarms create cpulow --app web --metric cpu_percent --comparison < --threshold 10 --period 600",
+        "policies create out --app web --alarm cpuhigh --step 2 --max 100 --cooldown 60",
+        "policies create in --app web --alarm cpulow --step -1 --min 2 --cooldown 300",
+    ):
+        ok(*shlex.split(line))
+
+    alarms = json.loads(ok("alarms", "list", "--output", "json"))
+    assert {(a["name"], a["state"]) for a in alarms} == {
+        ("cpuhigh", "INSUFFICIENT_DATA"),
+        ("cpulow", "INSUFFICIENT_DATA"),
+    }
+    policies = json.loads(ok("policies", "list", "--app", "web", "-o", "json"))
+    assert {p["name"]: p["step"] for p in policies} == {"in": -1, "out": 2}
+    assert "cpuhigh" in ok("alarms", "show", "cpuhigh")
+    assert json.loads(ok("alarms", "history", "cpuhigh", "-o", "json")) == []
+    assert json.loads(ok("policies", "history", "out", "--app", "web", "-o", "json")) == []
+    assert "cpuhigh" in ok("policies", "show", "out", "--app", "web")
+    assert json.loads(ok("channels", "list", "-o", "json"))[0]["name"] == "ops"
+    shown = ok("apps", "show", "web")
+    assert "cpuhigh" in shown and "INSUFFICIENT_DATA" in shown
+
+    bad = server.cli("alarms", "create", "cpu high", "--metric", "cpu_percent", "--threshold", "1")
+    assert bad.returncode != 0 and "name" in bad.stderr
+    bad = server.cli("alarms", "create", "bad", "--metric", "cpu_percent", "--threshold", "1", "--period", "5")
+    assert bad.returncode != 0 and "period" in bad.stderr
+
+    ok("policies", "delete", "out", "--app", "web")
+    ok("alarms", "delete", "cpuhigh")
+    ok("channels", "delete", "ops")
+    assert [a["name"] for a in json.loads(ok("alarms", "list", "-o", "json"))] == ["cpulow"]
