@@ -64,6 +64,11 @@ def test_bad_alarms_policies_and_channels_are_refused_naming_the_field(server: D
     _refused(server.post("/v1/apps", json=zero_step), 422, "scaling_policies.0.step")
     assert server.get("/v1/apps/api").status_code == 404
 
+    # A deleted app's alarms and policies go with it.
+    assert server.request("DELETE", "/v1/apps/web").status_code == 202
+    assert server.get("/v1/alarms").json()["alarms"] == []
+    assert server.get("/v1/policies").json()["policies"] == []
+
 
 def _notifications(server: DkosServer) -> list[dict[str, Any]]:
     return list(server.get("/v1/notifications").json()["notifications"])

@@ -233,6 +233,17 @@ async def sync_declared(svc: Services, app: AppRecord) -> None:
             await svc.autoscaler.store.delete_policy(app.project, app.name, record.name)
 
 
+async def forget_app(svc: Services, app: AppRecord) -> None:
+    """A deleted app's alarms and policies go with it (a new app of the same name starts clean)."""
+    if svc.alarms is None or svc.autoscaler is None:
+        return
+    for alarm in await svc.alarms.store.list_alarms(app.project):
+        if alarm.app == app.name:
+            await svc.alarms.store.delete_alarm(app.project, alarm.name)
+    for record in await svc.autoscaler.store.list_policies(app.project, app.name):
+        await svc.autoscaler.store.delete_policy(app.project, app.name, record.name)
+
+
 async def app_alerting_json(svc: Services, app: AppRecord) -> dict[str, Any]:
     """What `GET /v1/apps/{app}` adds: the app's alarms' states and its last scaling executions."""
     if svc.alarms is None or svc.autoscaler is None:

@@ -230,6 +230,7 @@ async def rollback_app(
 @router.delete("/apps/{app}", status_code=202, summary="Stop every instance gracefully, then forget the app")
 async def delete_app(app: str, svc: Svc, caller: Caller, project: ProjectQuery = "default") -> dict[str, Any]:
     change = await svc.apps.delete(project, app, by=caller.name)
+    await alerting.forget_app(svc, change.app)
     return await _change_json(svc, change, caller)
 
 
