@@ -18,11 +18,12 @@ Two runs, in this order, on the same server and app:
   from HAProxy's counters) linked to the policy `step +100 %, max 20, cooldown --cooldown`.
 
 Printed for each: time to ALARM (autoscaled), time to the first new instance in rotation
-(healthy, hence enabled in HAProxy), time until capacity matches the load (healthy
-instances ≥ spike rate ÷ threshold), requests and errors during the spike, p99 latency
-before and during the spike, and how long after the spike p99 (over 5 s windows) came back
-within 20 % of its pre-spike value. Goals (issue 5): errors < 0.1 %, first new capacity
-in rotation ≤ period + 5 s, p99 back within 20 % within 60 s.
+(more healthy instances than before the spike; healthy means enabled in HAProxy), time
+until capacity matches the load (healthy instances ≥ spike rate ÷ threshold), requests
+and errors during the spike, p99 latency before and during the spike, and how long after
+the spike p99 (over 5 s windows) came back within 20 % of its pre-spike value.
+Goals (issue 5): errors < 0.1 %, first new capacity in rotation ≤ period + 5 s, p99 back
+within 20 % within 60 s.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class Watcher:
             o = self.outcome
             o.instances_at_end = len(healthy)
             if now >= o.spike_at:
-                if o.first_new_at is None and healthy - self.original:
+                if o.first_new_at is None and len(healthy) > len(self.original):
                     o.first_new_at = now - o.spike_at
                 if o.matched_at is None and len(healthy) >= self.needed:
                     o.matched_at = now - o.spike_at
@@ -209,7 +210,7 @@ async def main() -> None:
     parser.add_argument("--spike", type=float, default=120, help="seconds of 5× load (default 120)")
     parser.add_argument("--interval", type=float, default=2, help="metrics collection interval, s (default 2)")
     parser.add_argument("--cpus", type=float, default=0.1, help="CPU of each instance (default 0.1)")
-    parser.add_argument("--threshold", type=float, default=20, help="alarm: req/s per instance (default 20)")
+    parser.add_argument("--threshold", type=float, default=15, help="alarm: req/s per instance (default 15)")
     parser.add_argument("--cooldown", type=float, default=10, help="policy cooldown, s (default 10)")
     args = parser.parse_args()
     require("docker")
@@ -219,7 +220,8 @@ async def main() -> None:
         "image": "dkos-demo:1",
         "instances": 2,
         "ports": [{"name": "http", "container_port": 8080}],
-        "health_check": {"path": "/health", "interval": 1, "timeout": 1},
+        # Tolerant checks: an instance slowed down by the spike is not taken out of rotation for it.
+        "health_check": {"path": "/health", "interval": 3, "timeout": 3, "max_consecutive_failures": 10},
         "resources": {"cpus": args.cpus, "memory": 32},
         "strategy": {"drain_timeout": 5},
     }
