@@ -115,24 +115,30 @@ class Outcome:
     matched_at: float | None = None
     instances_at_end: int = 2
     pre_p99: float | None = None
+    spike_wall: float = 0.0
+    """The spike's start as a Unix time (executions carry Unix times)."""
 
     def after(self) -> list[Sample]:
         return [s for s in self.samples if s.start >= self.spike_at]
+
+    def windows(self) -> list[tuple[float, float | None]]:
+        """(seconds after the spike, p99 of the requests started in that 5 s window)."""
+        spike = self.after()
+        if not spike:
+            return []
+        end = max(s.start for s in spike)
+        found = []
+        t = self.spike_at
+        while t < end:
+            found.append((t - self.spike_at, p99([s for s in spike if t <= s.start < t + WINDOW])))
+            t += WINDOW
+        return found
 
     def recovered_after(self) -> float | None:
         """Seconds after the spike from which every 5 s window's p99 stays within 20 % of the pre-spike p99."""
         if self.pre_p99 is None:
             return None
-        spike = self.after()
-        if not spike:
-            return None
-        end = max(s.start for s in spike)
-        windows = []
-        t = self.spike_at
-        while t < end:
-            inside = [s for s in spike if t <= s.start < t + WINDOW]
-            windows.append((t - self.spike_at, p99(inside)))
-            t += WINDOW
+        windows = self.windows()
         recovered = None
         for offset, value in windows:
             if value is not None and value <= 1.2 * self.pre_p99:
@@ -187,7 +193,7 @@ async def spike_run(
     steady = asyncio.create_task(load.run(args.rate, args.steady))
     await asyncio.sleep(args.steady)
     spike_at = time.perf_counter()
-    outcome = Outcome(name, spike_at, load.samples)
+    outcome = Outcome(name, spike_at, load.samples, spike_wall=time.time())
     spike = asyncio.create_task(load.run(5 * args.rate, args.spike))
     watcher = Watcher(client, outcome, original=original, needed=needed)
     await asyncio.gather(steady, spike, watcher.run(spike_at + args.spike))
@@ -278,10 +284,15 @@ async def main() -> None:
             f" {o.instances_at_end:>4} {len(spike):>9} {errors:>7} {100 * errors / max(1, len(spike)):>7.2f}%"
             f" {ms(o.pre_p99):>8} {ms(p99(spike)):>10} {seconds(o.recovered_after()):>13}"
         )
+    for o in (reference, scaled):
+        shown = " ".join(f"{ms(v)}" for _, v in o.windows())
+        print(f"  p99 per {WINDOW:g} s window after the spike, {o.name}: {shown}")
     for e in reversed(executions):
+        finished = "-" if e["finished_at"] is None else f"{e['finished_at'] - scaled.spike_wall:.1f} s"
         print(
-            f"  execution: {e['from_instances']} → {e['to_instances']} ({e['status']}) at"
-            f" {e['started_at'] - time.time():+.0f} s from now, value {e['value']}, {e['limited'] or ''}"
+            f"  execution: {e['from_instances']} → {e['to_instances']} ({e['status']}, {e['limited'] or 'not limited'}),"
+            f" value {e['value']:.1f} req/s per instance, started {e['started_at'] - scaled.spike_wall:.1f} s"
+            f" after the spike, new instances healthy at {finished}"
         )
     spike = scaled.after()
     error_rate = sum(1 for s in spike if not s.ok) / max(1, len(spike))
