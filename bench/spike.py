@@ -290,7 +290,7 @@ async def main() -> None:
     for e in reversed(executions):
         finished = "-" if e["finished_at"] is None else f"{e['finished_at'] - scaled.spike_wall:.1f} s"
         print(
-            f"  execution: {e['from_instances']} → {e['to_instances']} ({e['status']}, {e['limited'] or 'not limited'}),"
+            f"  execution: {e['from_instances']} → {e['to_instances']} ({e['status']}, {e['limited'] or 'unclamped'}),"
             f" value {e['value']:.1f} req/s per instance, started {e['started_at'] - scaled.spike_wall:.1f} s"
             f" after the spike, new instances healthy at {finished}"
         )
