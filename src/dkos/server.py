@@ -23,9 +23,14 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import dkos
+from dkos.alerts.engine import Alarms
+from dkos.alerts.notify import Notifier
+from dkos.alerts.store import AlarmStore
 from dkos.api.app import create_app
 from dkos.api.services import Services
 from dkos.apps.store import AppStore
+from dkos.autoscale.engine import Autoscaler
+from dkos.autoscale.store import PolicyStore
 from dkos.core import db
 from dkos.core.events import EventBus
 from dkos.core.settings import Settings
@@ -162,6 +167,31 @@ async def serve(settings: Settings) -> None:
                 interval=settings.metrics_interval,
             )
         )
+        # Alarms evaluate as metrics arrive and notify; the autoscaler acts on them (issue 5).
+        alarm_store = AlarmStore(engine)
+        notifier = await stack.enter_async_context(Notifier(alarm_store, settings))
+        alarms = await stack.enter_async_context(
+            Alarms(
+                store=alarm_store,
+                notifier=notifier,
+                metrics=metrics,
+                apps=apps,
+                instances=instances,
+                settings=settings,
+            )
+        )
+        autoscaler = await stack.enter_async_context(
+            Autoscaler(
+                store=PolicyStore(engine),
+                alarms=alarms,
+                apps=apps,
+                instances=instances,
+                bus=bus,
+                reconciler=reconciler,
+                metrics=metrics,
+                settings=settings,
+            )
+        )
         services = Services(
             settings=settings,
             server_id=server_id,
@@ -177,6 +207,8 @@ async def serve(settings: Settings) -> None:
             metrics=metrics,
             prom=prom,
             logs=logs.store,
+            alarms=alarms,
+            autoscaler=autoscaler,
         )
         host, port = settings.host_port
         config = uvicorn.Config(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dkos.alerts.engine import Alarms
 from dkos.apps.store import AppStore
+from dkos.autoscale.engine import Autoscaler
 from dkos.core.events import EventBus
 from dkos.core.settings import Settings
 from dkos.iam.tokens import TokenStore
@@ -35,3 +37,5 @@ class Services:
     metrics: MetricsStore
     prom: DkosMetrics
     logs: LogStore | None = None
+    alarms: Alarms | None = None
+    autoscaler: Autoscaler | None = None

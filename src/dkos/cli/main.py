@@ -24,7 +24,7 @@ from rich.live import Live
 from rich.text import Text
 
 from dkos import __version__
-from dkos.cli import client, config, errors, metrics, output, specfile, wait
+from dkos.cli import alerts, client, config, errors, metrics, output, specfile, wait
 from dkos.cli import logs as logs_cli
 
 app = typer.Typer(
@@ -50,6 +50,8 @@ deploys_app = _group(
 )
 lb_app = _group("lb", "The load balancer (HAProxy) that routes to every app's healthy instances.")
 metrics_app = _group("metrics", "Query the figures dkos collects (docs/metrics.md) through its OpenTSDB API.")
+for _name, _alerts_group in alerts.GROUPS.items():  # dkos alarms|policies|channels (cli/alerts.py)
+    app.add_typer(_alerts_group, name=_name)
 
 DEFAULT_LISTEN = "127.0.0.1:7700"
 DEFAULT_WAIT_TIMEOUT = 300.0

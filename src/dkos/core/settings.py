@@ -71,6 +71,29 @@ class Settings(BaseSettings):
         10_000_000, description="Points one metrics query may read; a bigger one is refused with 413."
     )
 
+    alarm_min_period: float = Field(
+        60.0,
+        ge=1.0,
+        description="Shortest alarm period accepted, in seconds (lower it for tests and small installations).",
+    )
+    alarm_history_retention: float = Field(
+        14 * 86_400.0, description="Seconds alarm history and notifications are kept."
+    )
+    alarm_resync_interval: float = Field(
+        30.0, description="Seconds between evaluations of every alarm even when no new data arrives."
+    )
+    notify_timeout: float = Field(10.0, description="Seconds one notification request may take.")
+    notify_max_attempts: int = Field(5, ge=1, description="Tries of one notification on 5xx or network errors.")
+    notify_backoff_initial: float = Field(1.0, description="Seconds before the first retry of a notification.")
+    notify_backoff_factor: float = Field(2.0, ge=1.0, description="Each further retry waits this much longer.")
+    notify_backoff_max: float = Field(60.0, description="The wait between retries never grows beyond this.")
+    autoscale_interval: float = Field(
+        1.0, gt=0, description="Seconds between passes of the autoscaler over every policy."
+    )
+    autoscale_max_instances: int = Field(
+        100, ge=1, description="Most instances a scaling policy may set: the project limit until quotas exist."
+    )
+
     log_max_size: str = Field("10m", description="Engine-side json-file rotation: size of one file.")
     log_max_files: int = Field(3, description="Engine-side json-file rotation: files kept per container.")
     logs_total_bytes: int = Field(1 << 30, description="Log store cap, all apps together, in bytes (docs/logs.md).")
