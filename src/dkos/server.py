@@ -39,6 +39,7 @@ from dkos.iam.tokens import TokenStore
 from dkos.lb.certs import CertificateStore
 from dkos.lb.manager import LoadBalancer
 from dkos.lb.uploads import UploadedCertificates
+from dkos.logs import keywords
 from dkos.logs import service as log_service
 from dkos.metrics import collect, prometheus
 from dkos.metrics.store import MetricsStore
@@ -180,6 +181,8 @@ async def serve(settings: Settings) -> None:
                 settings=settings,
             )
         )
+        # Keyword alarms count captured lines; states and notifications are the alarms' (issue 6).
+        await stack.enter_async_context(keywords.KeywordAlarms(alarms, logs.store, settings=settings))
         autoscaler = await stack.enter_async_context(
             Autoscaler(
                 store=PolicyStore(engine),

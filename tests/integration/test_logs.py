@@ -282,3 +282,52 @@ def test_capture_resumes_with_no_gap_when_the_engine_comes_back(tmp_path: Path) 
             server.stop()
     finally:
         server.cleanup()
+
+
+def test_a_keyword_alarm_fires_on_the_nth_matching_line_in_its_window_and_resolves_after(tmp_path: Path) -> None:
+    from webhook_receiver import Receiver
+
+    env = {"DKOS_ALARM_MIN_PERIOD": "1", "DKOS_LB_ENABLED": "false"}
+    server = DkosServer(tmp_path / "data", env=env).start()
+    try:
+        with Receiver() as hook:
+            server.deploy(app_spec("web", {}))
+            container = wait_until(lambda: server.containers(all=False), timeout=20, what="the container")[0]["ID"]
+            assert server.post("/v1/channels", json={"name": "ops", "url": hook.url}).status_code == 201
+            alarm = {"name": "oom", "app": "web", "query": "OutOfMemory", "threshold": 3, "window": 6}
+            refused = server.post("/v1/log-alarms", json={**alarm, "query": "foo-bar"})
+            assert refused.status_code == 400 and refused.json()["error"] == "bad_query"
+            assert server.post("/v1/log-alarms", json={**alarm, "window": 0}).status_code == 422
+            assert server.post("/v1/log-alarms", json={**alarm, "app": "nope"}).status_code == 404
+            created = server.post("/v1/log-alarms", json={**alarm, "channels": ["ops"], "repeat_interval": 3600})
+            assert created.status_code == 201, created.text
+            assert created.json()["source"] == "logs"
+
+            def state() -> str:
+                return str(server.get("/v1/alarms/oom").json()["state"])
+
+            def say(text: str) -> None:
+                docker("exec", container, "sh", "-c", f"echo '{text}' > /proc/1/fd/1")
+
+            wait_until(lambda: state() == "OK", timeout=10, what="the alarm to be judged OK")
+            say("java.lang.OutOfMemory 1")
+            say("java.lang.OutOfMemory 2")
+            say("all fine here")
+            time.sleep(1.5)
+            assert state() == "OK", "two matching lines are not three"
+            say("java.lang.OutOfMemory 3")
+            written = time.monotonic()
+            wait_until(lambda: state() == "ALARM", timeout=5, interval=0.05, what="the alarm to fire")
+            assert time.monotonic() - written < 2, "evaluated as the line arrives"
+            for n in range(4, 20):  # a storm: still one notification (realert 1 h)
+                say(f"java.lang.OutOfMemory {n}")
+            wait_until(lambda: state() == "OK", timeout=20, what="the lines to leave the window")
+            states = [a["status"] for a in wait_until(lambda: len(hook.received()) >= 2 and hook.received(),
+                                                      timeout=10, what="two notifications")]  # fmt: skip
+            firing = [b for b in hook.received() if b["status"] == "firing"]
+            assert len(firing) == 1 and states[-1] == "resolved"
+            assert firing[0]["alerts"][0]["labels"]["alertname"] == "oom"
+            history = server.get("/v1/alarms/oom/history").json()["history"]
+            assert [h["new_state"] for h in history][:2] == ["OK", "ALARM"]
+    finally:
+        server.cleanup()

@@ -16,14 +16,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Body, Header, Query
 from fastapi.responses import StreamingResponse
 
+from dkos.alerts.spec import parse_body
 from dkos.api.apps import ProjectQuery, Svc
 from dkos.api.services import Services
 from dkos.core.errors import FieldProblem, InvalidInput, NotFound
+from dkos.logs import keywords, times
 from dkos.logs import store as logstore
-from dkos.logs import times
 
 router = APIRouter(prefix="/v1")
 
@@ -181,3 +182,19 @@ async def follow_logs(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.post("/log-alarms", status_code=201, summary="Create a keyword alarm: ≥ N matching lines within W seconds")
+async def create_log_alarm(body: Annotated[dict[str, Any], Body()], svc: Svc) -> dict[str, Any]:
+    """The alarm then lives with the others: `GET /v1/alarms`, `/v1/alarms/{name}` (history,
+    notifications), `DELETE /v1/alarms/{name}`; the same states, channels and realert."""
+    if svc.alarms is None or svc.logs is None:
+        raise NotFound("this server runs no alarm service or no log store")
+    alarm = await keywords.create(
+        svc.alarms,
+        svc.logs,
+        svc.apps,
+        parse_body(keywords.LogAlarmIn, body),
+        min_period=svc.settings.alarm_min_period,
+    )
+    return alarm.to_json()

@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     logs_discover_interval: float = Field(5.0, description="Seconds between looks for containers to capture.")
     logs_drain_timeout: float = Field(10.0, description="Seconds a removal waits for a container's last lines.")
     logs_retry_max_delay: float = Field(5.0, description="Longest wait before reopening a broken log stream.")
+    logs_alarm_tick: float = Field(1.0, description="Seconds between log alarm evaluations when no lines arrive.")
     logs_ship_url: str | None = Field(None, description="Elasticsearch/OpenSearch URL to ship lines to (`_bulk`).")
     logs_ship_index: str = Field("dkos-logs", description="Index shipped lines go to.")
     logs_ship_batch: int = Field(1000, description="Lines per `_bulk` request, at most.")

@@ -527,6 +527,33 @@ class LogStore:
             for r in rows
         ]
 
+    async def count(self, project: str, app: str | None, text: str, *, since_ns: int) -> int:
+        """How many lines of `app` (or of every app of `project` when None) match the FTS5
+        query `text` and were written at or after `since_ns` (keyword alarms). Raises `BadQuery`."""
+        keys = [k for (p, a), k in self._keys.items() if p == project and (app is None or a == app)]
+
+        def count() -> int:
+            with self._read_lock:
+                span = self._reader.execute("SELECT MIN(block) FROM blocks WHERE max_ts >= ?", (since_ns,)).fetchone()
+            if not keys or span[0] is None:
+                self._check_search(text)  # nothing to count, but a bad query is still refused
+                return 0
+            marks = ",".join("?" * len(keys))
+            with self._read_lock:
+                try:
+                    row = self._reader.execute(
+                        "SELECT COUNT(*) FROM lines_fts f JOIN lines l ON l.id = f.rowid "
+                        f"WHERE lines_fts MATCH ? AND f.rowid >= ? AND l.app_key IN ({marks}) AND l.ts >= ?",
+                        (text, span[0] << BLOCK_SHIFT, *keys, since_ns),
+                    ).fetchone()
+                except sqlite3.OperationalError as exc:
+                    if _is_query_error(exc):
+                        raise _bad_query(text, exc) from exc
+                    raise
+            return int(row[0])
+
+        return await asyncio.to_thread(count)
+
     def _check_search(self, text: str) -> None:
         """Raise `BadQuery` if FTS5 cannot parse `text` (it parses only when a query runs)."""
         with self._read_lock:
