@@ -1,7 +1,7 @@
 """Logs: capture ingest, full-text search over 10 million lines, and follow latency — each
 against a reference measured in the same run.
 
-    .venv/bin/python bench/logs.py [--lines 10000000] [--load-budget 300] [--containers 4]
+    .venv/bin/python bench/logs.py [--lines 10000000] [--load-budget 600] [--containers 4]
                                    [--per-container 250000] [--follow-seconds 15]
 
 1. Ingest (goal ≥ 50,000 lines/s). Capture (`logs.capture.Capture` into a `LogStore`, as the
@@ -318,7 +318,7 @@ def bench_follow(seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, default=10_000_000)
-    parser.add_argument("--load-budget", type=float, default=300.0, help="Seconds the search data may take to load.")
+    parser.add_argument("--load-budget", type=float, default=600.0, help="Seconds the search data may take to load.")
     parser.add_argument("--containers", type=int, default=4)
     parser.add_argument("--per-container", type=int, default=250_000)
     parser.add_argument("--ingest-budget", type=float, default=120.0)

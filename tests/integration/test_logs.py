@@ -299,9 +299,12 @@ def test_a_keyword_alarm_fires_on_the_nth_matching_line_in_its_window_and_resolv
             assert refused.status_code == 400 and refused.json()["error"] == "bad_query"
             assert server.post("/v1/log-alarms", json={**alarm, "window": 0}).status_code == 422
             assert server.post("/v1/log-alarms", json={**alarm, "app": "nope"}).status_code == 404
-            created = server.post("/v1/log-alarms", json={**alarm, "channels": ["ops"], "repeat_interval": 3600})
-            assert created.status_code == 201, created.text
-            assert created.json()["source"] == "logs"
+            created = server.cli(
+                "alarms", "create-logs", "oom", "--app", "web", "--query", "OutOfMemory", "--threshold", "3",
+                "--window", "6", "--channel", "ops", "--repeat-interval", "3600", "-o", "json",
+            )  # fmt: skip
+            assert created.returncode == 0, created.stderr
+            assert json.loads(created.stdout)["source"] == "logs"
 
             def state() -> str:
                 return str(server.get("/v1/alarms/oom").json()["state"])

@@ -12,11 +12,12 @@ import enum
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.text import Text
 
-from dkos.cli import client, output
+from dkos.cli import alerts, client, output
 
 COLOURS = (
     "cyan",
@@ -123,3 +124,48 @@ def follow(
 def query_params(**values: Any) -> dict[str, str]:
     """The API's parameters for the options given (None left out)."""
     return {key: str(value) for key, value in values.items() if value is not None}
+
+
+# -- keyword alarms: a command of `dkos alarms` (cli/alerts.py), where the other alarms live ----
+
+
+@alerts.alarms_app.command("create-logs")
+def alarms_create_logs(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Letters and digits, no spaces.", show_default=False)],
+    query: Annotated[
+        str, typer.Option(help='What to count, as `dkos logs --grep`: "OutOfMemory".', show_default=False)
+    ],
+    threshold: Annotated[int, typer.Option(min=1, help="N: matching lines that fire the alarm.", show_default=False)],
+    window: Annotated[int, typer.Option(min=1, help="W: seconds the lines are counted over.", show_default=False)],
+    app: Annotated[
+        str | None, typer.Option("--app", "-a", help="The app (default: every app of the project).", show_default=False)
+    ] = None,
+    channel: Annotated[list[str] | None, typer.Option(help="A channel to notify (repeatable).")] = None,
+    repeat_interval: Annotated[
+        float | None, typer.Option(help="Realert: seconds between repeated notifications while in ALARM.")
+    ] = None,
+    project: Annotated[str, typer.Option("--project", "-p", help="The project.")] = "default",
+    output_: Annotated[output.Format, typer.Option("--output", "-o", help="table or json.")] = output.Format.TABLE,
+) -> None:
+    """Create a keyword alarm: ALARM while ≥ N lines matching QUERY were written within W seconds.
+
+    Example: `dkos alarms create-logs oom --app web --query OutOfMemory --threshold 50 --window 300 --channel ops`
+    """
+    from dkos.cli import main  # through `main`, so tests that replace `main.new_client` reach this too
+
+    body_json: dict[str, Any] = {
+        "name": name,
+        "project": project,
+        "app": app,
+        "query": query,
+        "threshold": threshold,
+        "window": window,
+        "channels": channel or [],
+        **({"repeat_interval": repeat_interval} if repeat_interval is not None else {}),
+    }
+    with main._connect() as api:
+        created = api._json("POST", "/v1/log-alarms", json=body_json)
+    if output_ is output.Format.JSON:
+        output.print_json(created)
+    else:
+        typer.echo(f"alarm {name} created: {created.get('summary', '')}")
