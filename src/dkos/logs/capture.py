@@ -97,7 +97,9 @@ class Capture:
     async def _discover_loop(self) -> None:
         while True:
             try:
-                self.sync(await self.engine.recover({base.LABEL_OWNER: self.owner}))
+                listed = await self.engine.recover({base.LABEL_OWNER: self.owner})
+                self.sync(listed)
+                await self._forget_removed({c.id for c in listed})
             except Exception as exc:
                 log.debug("log capture could not list containers: %s", exc)
             with contextlib.suppress(TimeoutError):
@@ -128,6 +130,16 @@ class Capture:
             if self._positions.get(container.id, Position()).done:
                 continue
             self._start(container)
+
+    async def _forget_removed(self, listed: set[str]) -> None:
+        """Positions of containers read to the end and since removed are of no more use."""
+        gone = [cid for cid, p in self._positions.items() if p.done and cid not in listed and cid not in self._done]
+        if gone:
+            await self.store.forget_positions(gone)
+            for cid in gone:
+                self._positions.pop(cid, None)
+                self._live.pop(cid, None)
+                self._followers.pop(cid, None)
 
     def _start(self, container: ContainerStatus) -> asyncio.Task[None]:
         task = asyncio.create_task(self._follow(container), name=f"logs-{container.name}")

@@ -530,7 +530,8 @@ class LogStore:
     async def count(self, project: str, app: str | None, text: str, *, since_ns: int) -> int:
         """How many lines of `app` (or of every app of `project` when None) match the FTS5
         query `text` and were written at or after `since_ns` (keyword alarms). Raises `BadQuery`."""
-        keys = [k for (p, a), k in self._keys.items() if p == project and (app is None or a == app)]
+        # list(): a copy made in one step, while the writer thread may add an app.
+        keys = [k for (p, a), k in list(self._keys.items()) if p == project and (app is None or a == app)]
 
         def count() -> int:
             with self._read_lock:
@@ -621,7 +622,7 @@ class LogStore:
 
     def usage(self) -> dict[str, int]:
         """Bytes stored per app (`project/app`), as the caps count them."""
-        return {f"{p}/{a}": self._usage.get(k, 0) for (p, a), k in self._keys.items()}
+        return {f"{p}/{a}": self._usage.get(k, 0) for (p, a), k in list(self._keys.items())}
 
     def disk_bytes(self) -> int:
         """The store's size on disk, with its write-ahead log."""
