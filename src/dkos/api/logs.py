@@ -9,6 +9,7 @@ deleted since keeps its lines until the caps take them); a malformed `since`/`un
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import json
@@ -23,6 +24,7 @@ from dkos.alerts.spec import parse_body
 from dkos.api.apps import ProjectQuery, Svc
 from dkos.api.services import Services
 from dkos.core.errors import FieldProblem, InvalidInput, NotFound
+from dkos.core.events import Event
 from dkos.logs import keywords, times
 from dkos.logs import store as logstore
 
@@ -116,6 +118,12 @@ async def read_logs(
     }
 
 
+async def _until_closed(events: asyncio.Queue[Event | None]) -> None:
+    """Return when the bus closes this subscription (`None`): the server is stopping."""
+    while await events.get() is not None:
+        pass
+
+
 def _frame(line: logstore.StoredLine) -> str:
     return f"id: {line.id}\nevent: line\ndata: {json.dumps(line.to_json())}\n\n"
 
@@ -155,6 +163,17 @@ async def follow_logs(
     keepalive = svc.settings.sse_keepalive
 
     async def frames() -> AsyncIterator[str]:
+        # The event bus ends its subscribers when the server stops: so does this stream, at
+        # once, instead of holding the shutdown for uvicorn's grace period.
+        async with svc.bus.subscribe() as events:
+            stopping: asyncio.Future[Any] = asyncio.ensure_future(_until_closed(events))
+            try:
+                async for frame in _follow(last_event_id, stopping):
+                    yield frame
+            finally:
+                stopping.cancel()
+
+    async def _follow(last_event_id: int | None, stopping: asyncio.Future[Any]) -> AsyncIterator[str]:
         last = store.newest_id
         if last_event_id is not None:
             last = last_event_id
@@ -164,7 +183,12 @@ async def follow_logs(
                 yield _frame(line)
             last = max(last, backlog[-1].id) if backlog else last
         while True:
-            if not await store.wait_newer(last, timeout=keepalive):
+            waiting: asyncio.Future[Any] = asyncio.ensure_future(store.wait_newer(last, timeout=keepalive))
+            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                waiting.cancel()
+                return
+            if not waiting.result():
                 yield ": keep-alive\n\n"
                 continue
             upto = store.newest_id
