@@ -52,13 +52,16 @@ class Capture:
         self.drain_timeout = settings.logs_drain_timeout
         self.retry_max = settings.logs_retry_max_delay
         self._positions: dict[str, Position] = {}
-        """Each container's position as far as read (stored or in the buffer)."""
+        """Each container's position as of the last flush (or as stored, at start)."""
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._rows: list[Row] = []
         """Read, not yet stored; one list for good (followers hold its `append`)."""
         self._live: dict[str, list[int]] = {}
+        """Each followed container's position as far as read: [engine time ns, lines at that time]."""
         self._touched: set[str] = set()
+        """Containers whose live position moved since the last flush."""
         self._done: dict[str, Position] = {}
+        """Containers read to the end since the last flush."""
         self._pending: dict[str, Position] = {}
         """Positions taken by a flush whose write failed, to go with the rows put back."""
         self._has_rows = asyncio.Event()
@@ -67,8 +70,6 @@ class Capture:
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self.lines_read = 0
-        """Lines read from the engine since start (dkos' own metrics; bench)."""
 
     async def __aenter__(self) -> Self:
         self._positions = await self.store.positions()
@@ -216,7 +217,6 @@ class Capture:
             else:
                 live[0], live[1] = ts, 1
             touched.add(cid)
-            self.lines_read += 1
             if not self._has_rows.is_set():
                 self._has_rows.set()
             if len(self._rows) >= 4 * self.batch_lines:  # the writer is behind: wait for it
