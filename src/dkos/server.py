@@ -23,9 +23,14 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import dkos
+from dkos.alerts.engine import Alarms
+from dkos.alerts.notify import Notifier
+from dkos.alerts.store import AlarmStore
 from dkos.api.app import create_app
 from dkos.api.services import Services
 from dkos.apps.store import AppStore
+from dkos.autoscale.engine import Autoscaler
+from dkos.autoscale.store import PolicyStore
 from dkos.core import db
 from dkos.core.events import EventBus
 from dkos.core.settings import Settings
@@ -34,6 +39,8 @@ from dkos.iam.tokens import TokenStore
 from dkos.lb.certs import CertificateStore
 from dkos.lb.manager import LoadBalancer
 from dkos.lb.uploads import UploadedCertificates
+from dkos.logs import keywords
+from dkos.logs import service as log_service
 from dkos.metrics import collect, prometheus
 from dkos.metrics.store import MetricsStore
 from dkos.orchestration.instances import RUNNING, InstanceStore
@@ -140,12 +147,13 @@ async def serve(settings: Settings) -> None:
             certificates=certificates,
             uploads=uploaded,
         )
+        logs = await stack.enter_async_context(log_service.running(settings, docker, owner=server_id))
         reconciler = await stack.enter_async_context(
             Reconciler(
                 settings=settings,
                 apps=apps,
                 instances=instances,
-                engine=docker,
+                engine=logs.engine,
                 bus=bus,
                 owner=server_id,
                 router=router,
@@ -164,6 +172,33 @@ async def serve(settings: Settings) -> None:
                 interval=settings.metrics_interval,
             )
         )
+        # Alarms evaluate as metrics arrive and notify; the autoscaler acts on them (issue 5).
+        alarm_store = AlarmStore(engine)
+        notifier = await stack.enter_async_context(Notifier(alarm_store, settings))
+        alarms = await stack.enter_async_context(
+            Alarms(
+                store=alarm_store,
+                notifier=notifier,
+                metrics=metrics,
+                apps=apps,
+                instances=instances,
+                settings=settings,
+            )
+        )
+        # Keyword alarms count captured lines; states and notifications are the alarms' (issue 6).
+        await stack.enter_async_context(keywords.KeywordAlarms(alarms, logs.store, settings=settings))
+        autoscaler = await stack.enter_async_context(
+            Autoscaler(
+                store=PolicyStore(engine),
+                alarms=alarms,
+                apps=apps,
+                instances=instances,
+                bus=bus,
+                reconciler=reconciler,
+                metrics=metrics,
+                settings=settings,
+            )
+        )
         services = Services(
             settings=settings,
             server_id=server_id,
@@ -178,6 +213,9 @@ async def serve(settings: Settings) -> None:
             uploads=uploaded,
             metrics=metrics,
             prom=prom,
+            logs=logs.store,
+            alarms=alarms,
+            autoscaler=autoscaler,
         )
         host, port = settings.host_port
         config = uvicorn.Config(

@@ -430,8 +430,11 @@ async def test_logs_follow_until_the_container_exits_and_honour_since(
     followed = [line async for line in engine.logs(status.id, follow=True)]
     assert [line.text for line in followed] == ["early", "late"]
     assert time.monotonic() - began > 1  # it waited for the later line and the exit
-    since = [line.text async for line in engine.logs(status.id, follow=False, since=followed[1].time - 0.001)]
+    # `since_ns` is exact and inclusive: capture resumes from the last stored line's time.
+    since = [line.text async for line in engine.logs(status.id, follow=False, since_ns=followed[1].time_ns)]
     assert since == ["late"]
+    after = [line.text async for line in engine.logs(status.id, follow=False, since_ns=followed[1].time_ns + 1)]
+    assert after == []
 
 
 async def test_a_long_line_comes_back_whole(engine: DockerEngine) -> None:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from dkos.api import alerting
 from dkos.api.services import Services
 from dkos.apps import spec as specs
 from dkos.apps.store import AppRecord, Change, Deployment, DeploymentStatus, Lifecycle
@@ -112,6 +113,7 @@ async def app_json(svc: Services, app: AppRecord, *, detail: bool) -> dict[str, 
     if detail:
         body["spec"] = app.spec.to_json()
         body["instances"] = [instance_json(app, i) for i in instances]
+        body.update(await alerting.app_alerting_json(svc, app))
     return body
 
 
@@ -179,7 +181,9 @@ async def create_project(body: ProjectIn, svc: Svc) -> dict[str, Any]:
 )
 async def apply_app(request: Request, svc: Svc, caller: Caller, force: ForceQuery = False) -> JSONResponse:
     spec = specs.parse(await request.body())
+    await alerting.check_declared(svc, spec)
     change = await svc.apps.apply_spec(spec, by=caller.name, force=force)
+    await alerting.sync_declared(svc, change.app)
     return JSONResponse(await _change_json(svc, change, caller), status_code=201 if change.created else 200)
 
 
@@ -226,6 +230,7 @@ async def rollback_app(
 @router.delete("/apps/{app}", status_code=202, summary="Stop every instance gracefully, then forget the app")
 async def delete_app(app: str, svc: Svc, caller: Caller, project: ProjectQuery = "default") -> dict[str, Any]:
     change = await svc.apps.delete(project, app, by=caller.name)
+    await alerting.forget_app(svc, change.app)
     return await _change_json(svc, change, caller)
 
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dkos.alerts.spec import AlarmSpec
+from dkos.autoscale.spec import PolicySpec
 from dkos.core.errors import FieldProblem, InvalidInput
 
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -170,6 +172,10 @@ class AppSpec(_Strict):
         default_factory=list, description="Custom host names routed to the app's first HTTP port."
     )
     redirect_to_https: bool = Field(False, description="Answer plain HTTP requests with a redirect to HTTPS.")
+    alarms: list[AlarmSpec] = Field(
+        default_factory=list, description="Alarms on this app (docs/alarms-and-autoscaling.md)."
+    )
+    scaling_policies: list[PolicySpec] = Field(default_factory=list, description="Scaling policies of this app.")
 
     @field_validator("env", mode="before")
     @classmethod
@@ -223,6 +229,16 @@ class AppSpec(_Strict):
         if len(set(numbers)) != len(numbers):
             raise ValueError("container ports must be unique")
         return ports
+
+    @model_validator(mode="after")
+    def _unique_alarms_and_policies(self) -> Self:
+        for field, names in (
+            ("alarms", [a.name for a in self.alarms]),
+            ("scaling_policies", [p.name for p in self.scaling_policies]),
+        ):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{field}: names must be unique")
+        return self
 
     @model_validator(mode="after")
     def _domains_need_http(self) -> Self:

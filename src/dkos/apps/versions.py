@@ -28,6 +28,9 @@ class ChangeKind(enum.StrEnum):
 def _template(spec: AppSpec) -> dict[str, Any]:
     data = spec.to_json()
     data.pop("instances")
+    # Alarms and scaling policies change no container: a deploy that changes only them replaces none.
+    data.pop("alarms", None)
+    data.pop("scaling_policies", None)
     return data
 
 

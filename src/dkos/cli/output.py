@@ -25,6 +25,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from dkos.cli import alerting_tables
+
 CONTAINER_ID_LENGTH = 12
 """As `docker ps` shows it: enough to be unique on a host and to paste into `docker logs`."""
 
@@ -239,6 +241,7 @@ def app_detail(app: Mapping[str, Any], *, now: float) -> RenderableType:
         parts += [Text("reach it at:", style="bold"), *(Text(f"  {url}") for url in urls), Text("")]
     instances = app.get("instances") or []
     parts.append(instances_table(instances, now=now) if instances else Text("no live instances", style="dim"))
+    parts += alerting_tables.app_parts(app)
     if app.get("spec") is not None:
         parts += [
             Text(""),

@@ -148,6 +148,124 @@ service_ports = sa.Table(
 )
 
 
+# alarms, notifications and autoscaling (issue 5) ------------------------------------------
+
+alarms = sa.Table(
+    "alarms",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(63), sa.ForeignKey("projects.name"), nullable=False),
+    sa.Column("app", sa.String(63)),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("origin", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("state_since", sa.Float, nullable=False),
+    sa.Column("state_value", sa.Float),
+    sa.Column("state_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("fired_at", sa.Float),
+    sa.Column("last_notified_at", sa.Float),
+    sa.Column("evaluated_at", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("project", "name"),
+)
+
+alarm_history = sa.Table(
+    "alarm_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alarm_id", sa.Integer, sa.ForeignKey("alarms.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("old_state", sa.String(20), nullable=False),
+    sa.Column("new_state", sa.String(20), nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Index("ix_alarm_history_alarm", "alarm_id", "time"),
+)
+
+channels = sa.Table(
+    "channels",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(63), sa.ForeignKey("projects.name"), nullable=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("send_resolved", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("project", "name"),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(63), nullable=False),
+    sa.Column("channel", sa.String(63), nullable=False),
+    sa.Column("alarm", sa.String(63), nullable=False),
+    sa.Column("reason", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Index("ix_notifications_status", "status"),
+)
+
+notification_attempts = sa.Table(
+    "notification_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("notification_id", sa.Integer, sa.ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_notification_attempts_notification", "notification_id"),
+)
+
+scaling_policies = sa.Table(
+    "scaling_policies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(63), sa.ForeignKey("projects.name"), nullable=False),
+    sa.Column("app", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("origin", sa.String(20), nullable=False),
+    sa.Column("cooldown_until", sa.Float),
+    sa.Column("cooldown_direction", sa.String(10)),
+    sa.Column("recommendations", sa.JSON, nullable=False),
+    sa.Column("last_limited", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("project", "app", "name"),
+)
+
+scaling_executions = sa.Table(
+    "scaling_executions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("policy_id", sa.Integer, sa.ForeignKey("scaling_policies.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("project", sa.String(63), nullable=False),
+    sa.Column("app", sa.String(63), nullable=False),
+    sa.Column("policy", sa.String(63), nullable=False),
+    sa.Column("alarms", sa.JSON, nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("from_instances", sa.Integer, nullable=False),
+    sa.Column("to_instances", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("limited", sa.Text, nullable=False, server_default=""),
+    sa.Column("deployment_id", sa.Integer),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Index("ix_scaling_executions_app", "project", "app", "id"),
+)
+
+
 def inserted_id(result: sa.CursorResult[Any]) -> int:
     """The primary key an INSERT made (every table with an autoincrement id)."""
     key = result.inserted_primary_key

@@ -74,8 +74,45 @@ class Settings(BaseSettings):
         10_000_000, description="Points one metrics query may read; a bigger one is refused with 413."
     )
 
+    alarm_min_period: float = Field(
+        60.0,
+        ge=1.0,
+        description="Shortest alarm period accepted, in seconds (lower it for tests and small installations).",
+    )
+    alarm_history_retention: float = Field(
+        14 * 86_400.0, description="Seconds alarm history and notifications are kept."
+    )
+    alarm_resync_interval: float = Field(
+        30.0, description="Seconds between evaluations of every alarm even when no new data arrives."
+    )
+    notify_timeout: float = Field(10.0, description="Seconds one notification request may take.")
+    notify_max_attempts: int = Field(5, ge=1, description="Tries of one notification on 5xx or network errors.")
+    notify_backoff_initial: float = Field(1.0, description="Seconds before the first retry of a notification.")
+    notify_backoff_factor: float = Field(2.0, ge=1.0, description="Each further retry waits this much longer.")
+    notify_backoff_max: float = Field(60.0, description="The wait between retries never grows beyond this.")
+    autoscale_interval: float = Field(
+        1.0, gt=0, description="Seconds between passes of the autoscaler over every policy."
+    )
+    autoscale_max_instances: int = Field(
+        100, ge=1, description="Most instances a scaling policy may set: the project limit until quotas exist."
+    )
+
     log_max_size: str = Field("10m", description="Engine-side json-file rotation: size of one file.")
     log_max_files: int = Field(3, description="Engine-side json-file rotation: files kept per container.")
+    logs_total_bytes: int = Field(1 << 30, description="Log store cap, all apps together, in bytes (docs/logs.md).")
+    logs_app_bytes: int = Field(256 << 20, description="Log store cap per app, in bytes.")
+    logs_max_age: float | None = Field(7 * 86_400.0, description="Seconds log lines are kept; null: until a cap.")
+    logs_max_line_bytes: int = Field(32 * 1024, ge=256, description="Longer log lines are stored in marked pieces.")
+    logs_flush_delay: float = Field(0.05, description="Seconds captured lines gather before they are stored.")
+    logs_batch_lines: int = Field(10_000, description="Captured lines stored in one transaction, at most.")
+    logs_discover_interval: float = Field(5.0, description="Seconds between looks for containers to capture.")
+    logs_drain_timeout: float = Field(10.0, description="Seconds a removal waits for a container's last lines.")
+    logs_retry_max_delay: float = Field(5.0, description="Longest wait before reopening a broken log stream.")
+    logs_alarm_tick: float = Field(1.0, description="Seconds between log alarm evaluations when no lines arrive.")
+    logs_ship_url: str | None = Field(None, description="Elasticsearch/OpenSearch URL to ship lines to (`_bulk`).")
+    logs_ship_index: str = Field("dkos-logs", description="Index shipped lines go to.")
+    logs_ship_batch: int = Field(1000, description="Lines per `_bulk` request, at most.")
+    logs_ship_retry_max_delay: float = Field(60.0, description="Longest wait between `_bulk` retries.")
 
     events_kept: int = Field(10_000, description="Stored events kept for replay; older ones are pruned.")
     instances_kept_per_app: int = Field(50, description="Stopped or failed instances kept per app for history.")
