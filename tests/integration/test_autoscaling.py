@@ -123,3 +123,30 @@ def test_the_demo_app_burning_cpu_scales_from_2_to_4_and_back_to_2(server: DkosS
     assert resolved["alerts"][0]["startsAt"] == alert["startsAt"]
     history = server.get("/v1/alarms/cpuhigh/history").json()["history"]
     assert [h["new_state"] for h in reversed(history)][-2:] == ["ALARM", "OK"]
+
+
+def test_target_tracking_scales_out_at_once_and_in_after_its_stabilisation_window(server: DkosServer) -> None:
+    policy = {
+        "name": "track",
+        "type": "target_tracking",
+        "metric": "cpu_percent",
+        "target": 10,
+        "period": 3,
+        "min": 1,
+        "max": 3,
+        "scale_in_window": 5,
+    }
+    server.deploy(_spec(instances=1, scaling_policies=[policy]))
+    (instance,) = server.wait_healthy("web", 1)
+    answer = httpx.get(f"http://{instance['address']}/control/burn", params={"seconds": 15}, timeout=5)
+    assert answer.status_code == 200
+
+    server.wait_healthy("web", 3, timeout=60)
+    executions = server.get("/v1/policies/track/executions", params={"app": "web"}).json()["executions"]
+    first = executions[-1]
+    assert (first["from_instances"], first["to_instances"]) == (1, 3)
+    assert first["limited"] == "limited by max"  # a busy core ÷ 10 wants more than 3
+
+    server.wait_healthy("web", 1, timeout=90)
+    executions = server.get("/v1/policies/track/executions", params={"app": "web"}).json()["executions"]
+    assert executions[0]["to_instances"] == 1 and executions[0]["from_instances"] == 3
