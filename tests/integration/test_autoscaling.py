@@ -149,4 +149,6 @@ def test_target_tracking_scales_out_at_once_and_in_after_its_stabilisation_windo
 
     server.wait_healthy("web", 1, timeout=90)
     executions = server.get("/v1/policies/track/executions", params={"app": "web"}).json()["executions"]
-    assert executions[0]["to_instances"] == 1 and executions[0]["from_instances"] == 3
+    assert executions[0]["to_instances"] == 1
+    # Down in one or more steps as the CPU falls, never back up.
+    assert all(e["from_instances"] > e["to_instances"] for e in executions[:-1])
