@@ -4,10 +4,11 @@
 
 N series (`bench.cpu`, tags app=app0..app9, instance=i0000..) at 10 s resolution over H hours.
 dkos: sustained ingest through `MetricsStore.put` in batches like the collector writes (every
-series, one point each), disk bytes per point (raw points + 1m/1h rollups + WAL), then the
-median of 5 runs of `max:15m-max:bench.cpu{app=*}` over the whole span through
-`routes.run_query` (goals: ≥ 100,000 points/s, ≤ 100 ms). If loading H hours would take longer
-than the load budget at the rate measured, fewer hours are loaded and the output says so.
+series, one point each), disk bytes per point (raw chunks, 1m/5m/1h rollups, the head's
+write-ahead rows and SQLite's WAL file), then the median of 5 runs of
+`max:15m-max:bench.cpu{app=*}` over the whole span through `routes.run_query` (goals: ≥ 100,000
+points/s, ≤ 100 ms). If loading H hours would take longer than the load budget at the rate
+measured, fewer hours are loaded and the output says so.
 Prometheus (Debian package `prometheus`, installed here if missing): the same points written as
 OpenMetrics and backfilled with `promtool tsdb create-blocks-from openmetrics` (the ingest figure
 is that backfill rate, not a live remote-write rate), bytes per point of the blocks, then the
@@ -258,7 +259,8 @@ async def main() -> None:
     for label, ours, theirs, fmt in rows:
         print(f"  {label:38} {ours:>12{fmt}} {theirs:>12{fmt}} {ours / theirs:>10.2f}")
     print(f"  groups answered: dkos {dkos_groups}, Prometheus {prom_groups}")
-    print("  ¹ dkos: live MetricsStore.put of 1 point × every series per batch, raw + 1m/1h rollups;")
+    print("  ¹ dkos: live MetricsStore.put of 1 point × every series per batch (head, then hourly sealing")
+    print("    into raw chunks and 1m/5m/1h rollups);")
     print("    Prometheus: promtool backfill of the same points from OpenMetrics (not a live remote-write rate)")
     print("  ² dkos: metrics.db + WAL incl. rollups; Prometheus: blocks written by promtool")
 

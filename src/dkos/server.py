@@ -39,6 +39,8 @@ from dkos.iam.tokens import TokenStore
 from dkos.lb.certs import CertificateStore
 from dkos.lb.manager import LoadBalancer
 from dkos.lb.uploads import UploadedCertificates
+from dkos.logs import keywords
+from dkos.logs import service as log_service
 from dkos.metrics import collect, prometheus
 from dkos.metrics.store import MetricsStore
 from dkos.orchestration.instances import RUNNING, InstanceStore
@@ -120,7 +122,11 @@ async def serve(settings: Settings) -> None:
         metrics = MetricsStore(
             settings.data_dir / "metrics.db",
             raw_retention=settings.metrics_raw_retention,
-            rollup_retention={"1m": settings.metrics_rollup_1m_retention, "1h": settings.metrics_rollup_1h_retention},
+            rollup_retention={
+                "1m": settings.metrics_rollup_1m_retention,
+                "5m": settings.metrics_rollup_5m_retention,
+                "1h": settings.metrics_rollup_1h_retention,
+            },
         )
         stack.push_async_callback(metrics.close)
         prom = prometheus.DkosMetrics()
@@ -141,12 +147,13 @@ async def serve(settings: Settings) -> None:
             certificates=certificates,
             uploads=uploaded,
         )
+        logs = await stack.enter_async_context(log_service.running(settings, docker, owner=server_id))
         reconciler = await stack.enter_async_context(
             Reconciler(
                 settings=settings,
                 apps=apps,
                 instances=instances,
-                engine=docker,
+                engine=logs.engine,
                 bus=bus,
                 owner=server_id,
                 router=router,
@@ -178,6 +185,8 @@ async def serve(settings: Settings) -> None:
                 settings=settings,
             )
         )
+        # Keyword alarms count captured lines; states and notifications are the alarms' (issue 6).
+        await stack.enter_async_context(keywords.KeywordAlarms(alarms, logs.store, settings=settings))
         autoscaler = await stack.enter_async_context(
             Autoscaler(
                 store=PolicyStore(engine),
@@ -204,6 +213,7 @@ async def serve(settings: Settings) -> None:
             uploads=uploaded,
             metrics=metrics,
             prom=prom,
+            logs=logs.store,
             alarms=alarms,
             autoscaler=autoscaler,
         )

@@ -387,6 +387,23 @@ async def test_stats_yield_samples_with_memory_use(engine: DockerEngine) -> None
     assert sample.time == pytest.approx(time.time(), abs=5)
 
 
+async def test_more_streams_than_a_default_connection_pool_all_flow_and_calls_still_answer(
+    engine: DockerEngine,
+) -> None:
+    """A thousand instances hold a thousand stats streams: a pool capped at 100 connections (aiohttp's
+    default) would leave the 101st stream, and every call after it, waiting forever."""
+    status = await engine.start(spec())
+    streams = [engine.stats(status.id) for _ in range(120)]
+    try:
+        firsts = await asyncio.wait_for(asyncio.gather(*(anext(s) for s in streams)), timeout=60)
+        assert {sample.container_id for sample in firsts} == {status.id}
+        found = await asyncio.wait_for(engine.inspect(status.id), timeout=10)
+        assert found is not None and found.id == status.id
+    finally:
+        for stream in streams:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+
 async def test_stats_end_when_the_container_stops(engine: DockerEngine) -> None:
     status = await engine.start(spec(args=("sh", "-c", "sleep 1")))
     samples = [s async for s in engine.stats(status.id)]
@@ -413,8 +430,11 @@ async def test_logs_follow_until_the_container_exits_and_honour_since(
     followed = [line async for line in engine.logs(status.id, follow=True)]
     assert [line.text for line in followed] == ["early", "late"]
     assert time.monotonic() - began > 1  # it waited for the later line and the exit
-    since = [line.text async for line in engine.logs(status.id, follow=False, since=followed[1].time - 0.001)]
+    # `since_ns` is exact and inclusive: capture resumes from the last stored line's time.
+    since = [line.text async for line in engine.logs(status.id, follow=False, since_ns=followed[1].time_ns)]
     assert since == ["late"]
+    after = [line.text async for line in engine.logs(status.id, follow=False, since_ns=followed[1].time_ns + 1)]
+    assert after == []
 
 
 async def test_a_long_line_comes_back_whole(engine: DockerEngine) -> None:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 import dkos
 from dkos.api import alerting, apps, events, traffic
+from dkos.api import logs as logs_routes
 from dkos.api.apps import Svc
 from dkos.api.auth import BearerAuth
 from dkos.api.services import Services
@@ -68,6 +69,7 @@ def create_app(services: Services) -> FastAPI:
     api.include_router(events.router, tags=["events"])
     api.include_router(traffic.router, tags=["load balancer"])
     api.include_router(alerting.router, tags=["alarms and autoscaling"])
+    api.include_router(logs_routes.router, tags=["logs"])
     # The OpenTSDB HTTP API, where Grafana's data source and OpenTSDB scripts look for it.
     for prefix in ("/api", "/api/v1", "/api/v2"):
         api.include_router(metrics_routes.make_router(prefix), tags=["metrics (OpenTSDB)"])

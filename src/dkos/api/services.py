@@ -13,6 +13,7 @@ from dkos.iam.tokens import TokenStore
 from dkos.lb.certs import CertificateStore
 from dkos.lb.manager import LoadBalancer
 from dkos.lb.uploads import UploadedCertificates
+from dkos.logs.store import LogStore
 from dkos.metrics.prometheus import DkosMetrics
 from dkos.metrics.store import MetricsStore
 from dkos.orchestration.instances import InstanceStore
@@ -35,5 +36,6 @@ class Services:
     uploads: UploadedCertificates | None
     metrics: MetricsStore
     prom: DkosMetrics
+    logs: LogStore | None = None
     alarms: Alarms | None = None
     autoscaler: Autoscaler | None = None

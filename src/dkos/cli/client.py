@@ -262,6 +262,31 @@ class Client:
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
 
+    def logs(self, app: str, project: str, params: dict[str, str]) -> JSON:
+        """One page of `GET /v1/apps/{app}/logs` (docs/logs.md: tail, since/until, after/before, q…)."""
+        return self._json("GET", _app_path(app, "logs"), params={"project": project, **params})
+
+    def follow_logs(
+        self, app: str, project: str, params: dict[str, str], *, last_event_id: str | None = None
+    ) -> Iterator[JSON]:
+        """Lines from the SSE stream `GET /v1/apps/{app}/logs/stream`, until the connection ends."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        timeout = httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT)
+        path = _app_path(app, "logs", "stream")
+        try:
+            with self._http.stream(
+                "GET", path, params={"project": project, **params}, headers=headers, timeout=timeout
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _api_error(response)
+                for message in sse.parse(response.iter_lines()):
+                    yield _event(message)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+
     # -- plumbing ----------------------------------------------------------------------
 
     def _json(self, method: str, path: str, **kwargs: Any) -> JSON:

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from dkos import __version__
 from dkos.cli import alerts, client, config, errors, metrics, output, specfile, wait
+from dkos.cli import logs as logs_cli
 
 app = typer.Typer(
     name="dkos",
@@ -648,6 +649,73 @@ def _stream_events(
         output.warn(f"{reason}; reconnecting in {delay:g} s")
         time.sleep(delay)
         delay = min(delay * 2, RECONNECT_MAX_DELAY)
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+@app.command("logs")
+def logs_command(
+    app_name: AppArgument,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines (every instance, across deploys).")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="From this time: 10m, 2h, 7d, 2026-11-25T19:00:00Z, a Unix time.", show_default=False),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this time, written as --since.", show_default=False)] = None,
+    tail: Annotated[
+        int | None,
+        typer.Option(
+            "--tail", "-n", min=0, max=5000, help="The last N lines (default 100 unless --since).", show_default=False
+        ),
+    ] = None,
+    instance: Annotated[str | None, typer.Option(help="Only this instance, e.g. web-3.", show_default=False)] = None,
+    stream: Annotated[logs_cli.Stream | None, typer.Option(help="Only stdout or stderr.", show_default=False)] = None,
+    grep: Annotated[
+        str | None,
+        typer.Option(help='Full-text search: error, "out of memory", "panic OR fatal", time*.', show_default=False),
+    ] = None,
+    timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show each line's time.")] = False,
+    project: ProjectOption = "default",
+    output_: OutputOption = output.Format.TABLE,
+) -> None:
+    """Print an app's log lines, prefixed by instance (a colour each), or follow them live.
+
+    Lines of every instance are kept, also after it exits (docs/logs.md). With -o json each
+    line is one JSON object. Stderr lines are marked `!`.
+
+    Example: `dkos logs web -f --grep "error OR timeout"`
+    """
+    formatter = logs_cli.Formatter(timestamps=timestamps)
+    printer = output.stdout()
+
+    def show(lines: list[client.JSON]) -> None:
+        if output_ is output.Format.JSON:
+            for line in lines:
+                output.print_json_line(line)
+            return
+        formatter.widen(lines)
+        for line in lines:
+            printer.print(formatter.render(line), soft_wrap=True)
+
+    filters = logs_cli.query_params(
+        instance=instance, stream=stream.value if stream else None, q=grep, since=since, until=until
+    )
+    try:
+        with _connect() as api, contextlib.suppress(KeyboardInterrupt):
+            if follow:
+                filters.pop("until", None)
+                logs_cli.follow(api, app_name, project, {**filters, "tail": str(100 if tail is None else tail)}, show)
+            else:
+                history = {**filters, **logs_cli.query_params(tail=tail)}
+                logs_cli.print_history(api, app_name, project, history, show)
+    except client.ApiError as exc:
+        if exc.status != 422 or not exc.details:
+            raise
+        problems = "; ".join(f"--{d.field}: {d.rule}" for d in exc.details)
+        raise errors.Failure(problems, errors.ExitCode.INVALID) from exc
 
 
 # -- metrics ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
     DkosError
     ├── InvalidInput          bad input from a user; carries the field and the rule  → 422
+    ├── BadQuery              a search query the store cannot parse (log search's FTS5 syntax) → 400
     ├── NotFound              a named project, app, instance or deployment does not exist → 404
     ├── Conflict              the request collides with what is stored or under way → 409
     │   └── DeploymentRunning a deployment of the app runs; `?force=true` replaces it
@@ -62,6 +63,13 @@ class InvalidInput(DkosError):
             "message": self.message,
             "details": [{"field": p.field, "rule": p.rule} for p in self.problems],
         }
+
+
+class BadQuery(DkosError):
+    """Raised for a search query whose syntax the store rejects; the message says why."""
+
+    status = 400
+    code = "bad_query"
 
 
 class NotFound(DkosError):

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     metrics_rollup_1m_retention: float | None = Field(
         90 * 86_400.0, description="Seconds 1-minute rollups are kept; unset (null) keeps them forever."
     )
+    metrics_rollup_5m_retention: float | None = Field(
+        400 * 86_400.0, description="Seconds 5-minute rollups are kept; unset (null) keeps them forever."
+    )
     metrics_rollup_1h_retention: float | None = Field(
         None, description="Seconds 1-hour rollups are kept; unset (null, the default) keeps them forever."
     )
@@ -96,6 +99,20 @@ class Settings(BaseSettings):
 
     log_max_size: str = Field("10m", description="Engine-side json-file rotation: size of one file.")
     log_max_files: int = Field(3, description="Engine-side json-file rotation: files kept per container.")
+    logs_total_bytes: int = Field(1 << 30, description="Log store cap, all apps together, in bytes (docs/logs.md).")
+    logs_app_bytes: int = Field(256 << 20, description="Log store cap per app, in bytes.")
+    logs_max_age: float | None = Field(7 * 86_400.0, description="Seconds log lines are kept; null: until a cap.")
+    logs_max_line_bytes: int = Field(32 * 1024, ge=256, description="Longer log lines are stored in marked pieces.")
+    logs_flush_delay: float = Field(0.05, description="Seconds captured lines gather before they are stored.")
+    logs_batch_lines: int = Field(10_000, description="Captured lines stored in one transaction, at most.")
+    logs_discover_interval: float = Field(5.0, description="Seconds between looks for containers to capture.")
+    logs_drain_timeout: float = Field(10.0, description="Seconds a removal waits for a container's last lines.")
+    logs_retry_max_delay: float = Field(5.0, description="Longest wait before reopening a broken log stream.")
+    logs_alarm_tick: float = Field(1.0, description="Seconds between log alarm evaluations when no lines arrive.")
+    logs_ship_url: str | None = Field(None, description="Elasticsearch/OpenSearch URL to ship lines to (`_bulk`).")
+    logs_ship_index: str = Field("dkos-logs", description="Index shipped lines go to.")
+    logs_ship_batch: int = Field(1000, description="Lines per `_bulk` request, at most.")
+    logs_ship_retry_max_delay: float = Field(60.0, description="Longest wait between `_bulk` retries.")
 
     events_kept: int = Field(10_000, description="Stored events kept for replay; older ones are pruned.")
     instances_kept_per_app: int = Field(50, description="Stopped or failed instances kept per app for history.")

@@ -134,9 +134,26 @@ class LogStream(enum.StrEnum):
 
 @dataclass(frozen=True)
 class LogLine:
-    time: float
+    """One line a container wrote, as the engine stored it.
+
+    `time_ns` is the engine's own timestamp, exact to the nanosecond: log capture resumes
+    from it (`logs(since_ns=...)`), so it must not be rounded through a float. `data` is the
+    line's bytes without its newline, undecoded: what to do with invalid UTF-8 or control
+    bytes is the log store's decision, not the driver's."""
+
+    time_ns: int
     stream: LogStream
-    text: str
+    data: bytes
+    partial: bool = False
+    """The driver cut an over-long line here; the rest follows in the next line(s)."""
+
+    @property
+    def time(self) -> float:
+        return self.time_ns / 1e9
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
 
 
 class EngineEventKind(enum.StrEnum):
@@ -227,8 +244,11 @@ class Engine(Protocol):
         """The engine's stats stream for one container, until it stops."""
         ...
 
-    def logs(self, container_id: str, *, follow: bool, since: float | None = None) -> AsyncIterator[LogLine]:
-        """Stdout and stderr lines with their timestamps, optionally following."""
+    def logs(self, container_id: str, *, follow: bool, since_ns: int | None = None) -> AsyncIterator[LogLine]:
+        """Stdout and stderr lines in the order the engine stored them, from `since_ns`
+        (inclusive) or the first one kept, optionally following until the container stops.
+        A stream the engine cuts raises `EngineUnavailable` or just ends: a caller that must
+        tell the two apart asks `inspect` whether the container still runs."""
         ...
 
     def events(self, labels: Mapping[str, str]) -> AsyncIterator[EngineEvent]:

@@ -171,9 +171,9 @@ def run(aggregator: Aggregator, values: Sequence[Value], *, integer: bool) -> Va
     NaN is skipped by every aggregator except mult, diff, first, last and none; only NaN gives NaN.
     """
     if integer:
-        return aggregator.run_long([int(v) for v in values])
-    doubles = [float(v) for v in values]
-    if aggregator.skips_nan:
+        return aggregator.run_long(list(map(int, values)))
+    doubles = list(map(float, values))
+    if aggregator.skips_nan and any(map(math.isnan, doubles)):
         doubles = [v for v in doubles if not math.isnan(v)]
         if not doubles:
             return math.nan

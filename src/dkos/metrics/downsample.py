@@ -117,13 +117,23 @@ def apply(ds: Downsample, points: Sequence[Point], *, start_ms: int, end_ms: int
     buckets: dict[int, list[aggregators.Value]] = {}
     for ts, value in points:
         buckets.setdefault(bucket_start(ds, ts, tz), []).append(value)
-    out = {b: aggregators.run(function, values, integer=False) for b, values in buckets.items()}
-    if ds.fill is not FillPolicy.NONE and points:
-        filler = 0.0 if ds.fill is FillPolicy.ZERO else math.nan
-        b = bucket_start(ds, start_ms, tz)
-        while b <= end_ms:
-            out.setdefault(b, filler)
-            b = next_bucket(ds, b, tz)
+    out = [(b, aggregators.run(function, values, integer=False)) for b, values in buckets.items()]
+    return list(fill(ds, out, start_ms=start_ms, end_ms=end_ms, tz=tz))
+
+
+def fill(ds: Downsample, buckets: Sequence[Point], *, start_ms: int, end_ms: int, tz: ZoneInfo) -> Sequence[Point]:
+    """Downsampled buckets (sorted) → the same plus the fill policy's empty buckets over the range.
+
+    The second half of `apply`, alone for buckets a rollup already computed (handed back as they
+    came when there is nothing to fill, so arrays stay arrays)."""
+    if ds.fill is FillPolicy.NONE or not buckets or ds.interval_ms is None:
+        return buckets
+    out = dict(buckets)
+    filler = 0.0 if ds.fill is FillPolicy.ZERO else math.nan
+    b = bucket_start(ds, start_ms, tz)
+    while b <= end_ms:
+        out.setdefault(b, filler)
+        b = next_bucket(ds, b, tz)
     return sorted(out.items())
 
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
+from typing import overload
+
+import numpy as np
+import numpy.typing as npt
 
 from dkos import metrics
 from dkos.metrics import aggregators, downsample, timespec
@@ -557,6 +561,42 @@ class Series:
     metric: str
     tags: Mapping[str, str]
     points: Sequence[Point]
+    downsampled: bool = False
+    """The points are already the sub query's downsample buckets (read from a rollup): only the
+    fill policy is left to apply."""
+
+
+class PointArray(Sequence[Point]):
+    """Points held as two numpy arrays (ms stamps, double values) instead of a tuple each: how the
+    store hands over thousands of downsampled series read from rollups. Indexing and iterating
+    give ordinary points, so every step of the engine takes it; the merge of aligned series
+    (`_merge_arrays`), where the time goes, works on the arrays themselves."""
+
+    __slots__ = ("stamps", "values")
+
+    def __init__(self, stamps: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
+        self.stamps = stamps
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.stamps)
+
+    @overload
+    def __getitem__(self, index: int) -> Point: ...
+    @overload
+    def __getitem__(self, index: slice) -> PointArray: ...
+    def __getitem__(self, index: int | slice) -> Point | PointArray:
+        if isinstance(index, slice):
+            return PointArray(self.stamps[index], self.values[index])
+        return int(self.stamps[index]), float(self.values[index])
+
+    def __iter__(self) -> Iterator[Point]:
+        return zip(self.stamps.tolist(), self.values.tolist(), strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == (list(other) if isinstance(other, Sequence) else other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -659,6 +699,12 @@ def rate(points: Sequence[Point], options: RateOptions) -> list[Point]:
 
 def _merge(agg: aggregators.Aggregator, group: Sequence[Sequence[Point]], *, rated: bool) -> list[Point]:
     """Aggregate several series at the union of their timestamps, interpolating, never extrapolating."""
+    arrays = [points for points in group if isinstance(points, PointArray)]
+    aligned = _merge_arrays(agg, arrays) if len(arrays) == len(group) else _merge_aligned(agg, group)
+    return aligned if aligned is not None else _merge_interpolating(agg, group, rated=rated)
+
+
+def _merge_interpolating(agg: aggregators.Aggregator, group: Sequence[Sequence[Point]], *, rated: bool) -> list[Point]:
     stamps = sorted({t for pts in group for t, _ in pts})
     cursors = [0] * len(group)  # index of the first point with t > x, per series
     out: list[Point] = []
@@ -693,6 +739,58 @@ def _merge(agg: aggregators.Aggregator, group: Sequence[Sequence[Point]], *, rat
     return out
 
 
+def _merge_aligned(agg: aggregators.Aggregator, group: Sequence[Sequence[Point]]) -> list[Point] | None:
+    """`_merge` when every series has a point at exactly the same timestamps, as downsampled series
+    of a steady collector do: nothing to interpolate, one pass over the columns; None otherwise.
+
+    The integer rule is `_merge`'s: the points involved at a timestamp are the values there and
+    the next ones (the interpolation neighbours), so a column is integer when both are."""
+    stamps, _ = zip(*group[0], strict=True) if group[0] else ((), ())
+    columns: list[tuple[Value, ...]] = []
+    for points in group:
+        # One C-level unzip and tuple comparison per series, not a Python step per point.
+        series_stamps, values = zip(*points, strict=True) if points else ((), ())
+        if series_stamps != stamps:
+            return None
+        columns.append(values)
+    rows = [list(row) for row in zip(*columns, strict=True)]
+    ints = [all(isinstance(v, int) for v in row) for row in rows]
+    count = len(rows)
+    return [
+        (x, aggregators.run(agg, row, integer=ints[j] and (j + 1 == count or ints[j + 1])))
+        for j, (x, row) in enumerate(zip(stamps, rows, strict=True))
+    ]
+
+
+_ARRAY_AGGREGATORS: dict[str, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]] = {
+    # Reducing over axis 0 of a row-per-series matrix adds row after row, in order, as the
+    # aggregators' own sums do (no pairwise summation along that axis).
+    **dict.fromkeys(("sum", "zimsum", "pfsum"), lambda m: np.add.reduce(m, axis=0)),
+    **dict.fromkeys(("min", "mimmin"), lambda m: np.minimum.reduce(m, axis=0)),
+    **dict.fromkeys(("max", "mimmax"), lambda m: np.maximum.reduce(m, axis=0)),
+    "avg": lambda m: np.add.reduce(m, axis=0) / m.shape[0],
+    "count": lambda m: np.full(m.shape[1], float(m.shape[0])),
+}
+
+
+def _merge_arrays(agg: aggregators.Aggregator, group: Sequence[PointArray]) -> list[Point] | None:
+    """`_merge_aligned` for series held as arrays (all doubles): one matrix, one reduction per
+    aggregator that has one, else the aggregator per column. None when the series are not at the
+    same timestamps or hold a NaN (the general path knows how each aggregator treats NaN)."""
+    stamps = group[0].stamps
+    if any(not np.array_equal(points.stamps, stamps) for points in group):
+        return None
+    matrix = np.vstack([points.values for points in group])
+    if np.isnan(matrix).any():
+        return None
+    reduce = _ARRAY_AGGREGATORS.get(agg.name)
+    if reduce is not None:
+        values: list[Value] = reduce(matrix).tolist()
+    else:
+        values = [aggregators.run(agg, column, integer=False) for column in matrix.T.tolist()]
+    return list(zip(stamps.tolist(), values, strict=True))
+
+
 def _tag_fields(group: Sequence[Series]) -> tuple[dict[str, str], list[str]]:
     """OpenTSDB's bookkeeping: a key seen with two values moves to aggregateTags, else it stays."""
     tags: dict[str, str] = {}
@@ -709,12 +807,15 @@ def _tag_fields(group: Sequence[Series]) -> tuple[dict[str, str], list[str]]:
     return dict(sorted(tags.items())), sorted(aggregated)
 
 
-def _process(query: Query, sub: SubQuery, s: Series) -> list[Point]:
+def _process(query: Query, sub: SubQuery, s: Series) -> Sequence[Point]:
     """Steps 1–3 for one series: keep the scan window, downsample (with fill), rate."""
     low, high = scan_window(query, sub)
-    points: list[Point] = [(t, v) for t, v in s.points if low <= t < high]
+    points: Sequence[Point] = s.points
+    if points and not (low <= points[0][0] and points[-1][0] < high):
+        points = [(t, v) for t, v in points if low <= t < high]
     if sub.downsample is not None:
-        points = downsample.apply(
+        step = downsample.fill if s.downsampled else downsample.apply
+        points = step(
             sub.downsample,
             points,
             start_ms=query.start_ms,

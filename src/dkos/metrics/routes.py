@@ -21,8 +21,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from dkos.metrics import QueryError
+from dkos.metrics import QueryError, rollups
 from dkos.metrics import query as q
+from dkos.metrics.downsample import Downsample
 from dkos.metrics.store import DataPoint, MetricsStore
 
 MAX_POINTS = 10_000_000
@@ -295,22 +296,29 @@ async def run_query(store: MetricsStore, query: q.Query, *, now_ms: int, limit: 
         tagks_known=await store.known("tagk", tagks_wanted),
         tagvs_known=await store.known("tagv", tagvs_wanted),
     )
-    reads = {(sub.metric, *q.scan_window(query, sub)) for sub in query.queries}
+    # One read per distinct (metric, window, downsample a rollup answers): sub queries that differ
+    # only in aggregator, filters or rate share it.
+    reads = {
+        sub: (sub.metric, *q.scan_window(query, sub), sub.downsample if rollups.choose(sub.downsample) else None)
+        for sub in query.queries
+    }
     total = 0
-    for metric, start_ms, end_ms in sorted(reads):
-        total += await store.count_points(metric, start_ms, end_ms)
+    for metric, start_ms, end_ms, ds in sorted(set(reads.values()), key=lambda read: read[:3]):
+        total += await store.count_points(metric, start_ms, end_ms, ds=ds)
         if total > limit:
             raise QueryError(_cap_message(limit), status=413)
 
-    loaded: dict[tuple[str, int, int], list[q.Series]] = {}
+    loaded: dict[tuple[str, int, int, Downsample | None], list[q.Series]] = {}
     results: list[q.Result] = []
     for index, sub in enumerate(query.queries):
-        window = q.scan_window(query, sub)
-        key = (sub.metric, *window)
-        if key not in loaded:
-            loaded[key] = await store.series(sub.metric, *window)
+        read = reads[sub]
+        if read not in loaded:
+            metric, start_ms, end_ms, ds = read
+            loaded[read] = await (
+                store.downsampled(metric, start_ms, end_ms, ds=ds) if ds else store.series(metric, start_ms, end_ms)
+            )
         # Each sub query sees exactly its own scan window, as OpenTSDB's per-query row scan does.
-        for result in q.evaluate(dataclasses.replace(query, queries=(sub,)), loaded[key], now_ms=now_ms):
+        for result in q.evaluate(dataclasses.replace(query, queries=(sub,)), loaded[read], now_ms=now_ms):
             results.append(dataclasses.replace(result, query=sub.to_json(index)) if query.show_query else result)
     return q.render(query, results)
 

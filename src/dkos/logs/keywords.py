@@ -1,0 +1,189 @@
+"""Keyword-frequency alarms: "≥ N lines matching QUERY within W seconds, in app A (or any app
+of a project)" — a source for the shared alarm engine (`dkos.alerts`).
+
+This module only counts. States, history, channels, notifications and their throttling
+(`repeat_interval`: a storm of matching lines fires one notification, repeated at most
+that often while the alarm stays in ALARM) are the alarm engine's, the same as for metric
+alarms: an evaluation goes through `Alarms.observe`, and the alarm is listed, shown and
+deleted with the other alarms (`/v1/alarms`, `dkos alarms …`).
+
+Evaluation runs as lines arrive: the log store tells `KeywordAlarms` after every write,
+and it counts, for each log alarm, the matching lines of the last W seconds (one FTS5
+query). It also runs every `logs_alarm_tick` seconds, so an alarm resolves once its
+lines have left the window even when nothing new is written. `LogAlarmIn` is the form;
+`condition` is pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dkos.alerts.engine import Alarms
+from dkos.alerts.evaluate import Evaluation, compute_evaluation
+from dkos.alerts.model import AlarmSource, Comparison, Condition, MissingData
+from dkos.alerts.spec import check_name, check_period
+from dkos.alerts.store import AlarmRecord, Origin
+from dkos.apps.store import AppStore
+from dkos.core.errors import BadQuery, NotFound
+from dkos.core.settings import Settings
+from dkos.logs.store import LogStore, Row
+
+log = logging.getLogger(__name__)
+
+
+class LogAlarmIn(BaseModel):
+    """`POST /v1/log-alarms`: fire when at least `threshold` lines matching `query` were written
+    within `window` seconds, in `app` (or in any app of `project` when `app` is left out)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Letters and digits, no spaces; unique in the project among all alarms.")
+    project: str = "default"
+    app: str | None = None
+    query: str = Field(min_length=1, max_length=1000, description="FTS5 search, as `dkos logs --grep`: `OutOfMemory`.")
+    threshold: int = Field(ge=1, le=10_000_000, description="N: matching lines needed within the window.")
+    window: int = Field(ge=1, le=86_400, description="W: seconds the lines are counted over.")
+    channels: list[str] = Field(default_factory=list, description="Channels notified on every transition.")
+    repeat_interval: float = Field(
+        14_400,
+        ge=0,
+        le=604_800,
+        description="Realert: seconds between repeated notifications while in ALARM (0: never).",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value)
+
+    def definition(self) -> dict[str, Any]:
+        """What the alarm store keeps: this form, plus the keys every alarm has."""
+        where = f"app {self.app}" if self.app else f"any app of {self.project}"
+        return {
+            "query": self.query,
+            "threshold": self.threshold,
+            "window": self.window,
+            "comparison": Comparison.GE.value,
+            "period": self.window,
+            "evaluation_periods": 1,
+            "datapoints_to_alarm": 1,
+            "missing": MissingData.NOT_BREACHING.value,
+            "channels": list(self.channels),
+            "repeat_interval": self.repeat_interval,
+            "summary": f"{where}: ≥ {self.threshold} log lines matching {self.query!r} within {self.window} s",
+        }
+
+
+def condition(definition: dict[str, Any]) -> Condition:
+    """The alarm's condition: the count of matching lines in the window ≥ the threshold."""
+    return Condition(
+        comparison=Comparison.GE,
+        threshold=float(definition["threshold"]),
+        period=float(definition["window"]),
+        missing=MissingData.NOT_BREACHING,
+    )
+
+
+def needs_observing(alarm: AlarmRecord, evaluation: Evaluation, *, now: float, resync: float) -> bool:
+    """Whether an evaluation is worth storing: a change of state or value, or a while since the
+    last (repeat notifications are decided there). Ticks every second would otherwise write
+    the state database every second for every alarm."""
+    status = alarm.status
+    return (
+        evaluation.state is not status.state
+        or evaluation.value != status.value
+        or alarm.evaluated_at is None
+        or now - alarm.evaluated_at >= resync
+    )
+
+
+async def create(
+    alarms: Alarms, store: LogStore, apps: AppStore, body: LogAlarmIn, *, min_period: float
+) -> AlarmRecord:
+    """Check and store a log alarm (422 for a bad field or a window under the server's shortest
+    alarm period, 400 for a query FTS5 cannot parse, 404 for an unknown project, app or channel)."""
+    check_period(body.window, minimum=min_period, field="window")
+    if body.project not in {p["name"] for p in await apps.list_projects()}:
+        raise NotFound(f"project '{body.project}' not found")
+    if body.app is not None:
+        await apps.get_app(body.project, body.app)
+    for name in body.channels:
+        await alarms.store.get_channel(body.project, name)
+    await store.count(body.project, body.app, body.query, since_ns=time.time_ns())
+    return await alarms.store.put_alarm(
+        project=body.project,
+        app=body.app,
+        name=body.name,
+        source=AlarmSource.LOGS,
+        definition=body.definition(),
+        origin=Origin.API,
+        replace=False,
+    )
+
+
+class KeywordAlarms:
+    """An async context manager: evaluates every log alarm when lines are stored and every tick."""
+
+    def __init__(self, alarms: Alarms, store: LogStore, *, settings: Settings) -> None:
+        self.alarms = alarms
+        self.store = store
+        self.tick = settings.logs_alarm_tick
+        self.resync = settings.alarm_resync_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self.store.listen(self._heard)
+        self._task = asyncio.create_task(self._loop(), name="log-alarms")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _heard(self, rows: Sequence[Row]) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            self._wake.clear()
+            try:
+                await self.evaluate(now=time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("log alarm evaluation failed; trying again at the next tick")
+
+    async def evaluate(self, *, now: float) -> None:
+        for alarm in await self.alarms.store.list_alarms(source=AlarmSource.LOGS):
+            definition = alarm.definition
+            judged = condition(definition)
+            query = str(definition["query"])
+            try:
+                count = await self.store.count(
+                    alarm.project, alarm.app, query, since_ns=round((now - judged.period) * 1e9)
+                )
+            except BadQuery as exc:  # checked when stored; kept in case SQLite's FTS5 changes
+                log.warning("log alarm %s/%s: %s", alarm.project, alarm.name, exc.message)
+                continue
+            state = compute_evaluation(judged, [float(count)], alarm.status.state).state
+            reason = (
+                f"{count} lines matching {query!r} in the last {judged.period:g} s (threshold {judged.threshold:g})"
+            )
+            evaluation = Evaluation(state, float(count), reason)
+            if needs_observing(alarm, evaluation, now=now, resync=self.resync):
+                await self.alarms.observe(alarm, evaluation, now=now)

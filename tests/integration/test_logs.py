@@ -1,0 +1,341 @@
+"""Logs on a real server: captured from the real engine into logs.db, read back through the
+API and the CLI, kept across a SIGKILL of the server, trimmed by the caps, followed live."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dkos_server import DkosServer, docker, wait_until
+
+pytestmark = pytest.mark.docker
+
+LINE = re.compile(r"^(\S+) line (\d+)$")
+
+
+def app_spec(name: str, env: dict[str, str], *, instances: int = 1) -> dict[str, Any]:
+    """The demo image without a health check; a long restart backoff, so a container that
+    exits is not replaced while the test looks at its lines."""
+    return {
+        "name": name,
+        "image": "dkos-demo:1",
+        "instances": instances,
+        "env": env,
+        "resources": {"memory": 32},
+        "restart": {"initial_delay": 300, "max_delay": 300},
+    }
+
+
+def all_lines(server: DkosServer, app: str, **params: Any) -> list[dict[str, Any]]:
+    """Every stored line of the app, oldest first, paged through `after`."""
+    lines: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        answer = server.get(f"/v1/apps/{app}/logs", params={"after": after, "limit": 5000, **params})
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        lines += page["lines"]
+        if page["next_after"] is None:
+            return lines
+        after = page["next_after"]
+
+
+def numbers(lines: list[dict[str, Any]], instance: str) -> list[int]:
+    found = []
+    for line in lines:
+        match = LINE.match(line["text"])
+        if line["instance"] == instance and match and match.group(1) == instance:
+            found.append(int(match.group(2)))
+    return found
+
+
+def test_keeps_all_10000_lines_of_a_container_that_prints_them_and_exits_at_once(server: DkosServer) -> None:
+    server.deploy(app_spec("burst", {"LOG_LINES": "10000", "EXIT_AFTER_LOG": "1"}))
+
+    def stored() -> list[int]:
+        got = numbers(all_lines(server, "burst"), "burst-1")
+        return got if len(got) >= 10_000 else []
+
+    got = wait_until(stored, timeout=30, interval=0.5, what="10,000 lines of burst-1")
+    assert got == list(range(1, 10_001)), "every line, in order, none twice"
+    # The container is gone (the reconciler removed it) and its lines stay.
+    wait_until(lambda: not server.containers(), timeout=20, what="the exited container to be removed")
+    assert numbers(all_lines(server, "burst"), "burst-1") == list(range(1, 10_001))
+
+
+def test_a_server_killed_with_sigkill_resumes_capture_with_no_gap_and_no_duplicate(tmp_path: Path) -> None:
+    server = DkosServer(tmp_path / "data").start()
+    try:
+        server.deploy(app_spec("steady", {"LOG_EVERY": "0.01"}))
+        wait_until(lambda: len(all_lines(server, "steady")) > 100, timeout=30, what="the first lines")
+        server.kill()
+        time.sleep(2)  # the app goes on printing while no server reads it
+        server.start()
+        before = len(numbers(all_lines(server, "steady"), "steady-1"))
+        wait_until(
+            lambda: len(numbers(all_lines(server, "steady"), "steady-1")) > before + 300,
+            timeout=30,
+            what="capture to go on after the restart",
+        )
+        server.kill()
+        server.start()
+        time.sleep(1)
+        got = numbers(all_lines(server, "steady"), "steady-1")
+        assert got == list(range(1, len(got) + 1)), "a gap or a duplicate"
+        assert len(got) > 400
+    finally:
+        server.cleanup()
+
+
+def test_a_chatty_app_past_its_cap_loses_its_oldest_lines_and_keeps_the_newest(tmp_path: Path) -> None:
+    # 20,000 lines of ≈ 100 accounted bytes: ≈ 2 MB against a 500 kB cap per app.
+    server = DkosServer(tmp_path / "data", env={"DKOS_LOGS_APP_BYTES": "500000"}).start()
+    try:
+        server.deploy(app_spec("chatty", {"LOG_LINES": "20000"}))  # prints, then serves on
+
+        def trimmed() -> list[int]:
+            # Read once the last line is in and the trim after it has run: pages read while
+            # a trim runs would see it half-way.
+            got = numbers(all_lines(server, "chatty"), "chatty-1")
+            return got if got and got[-1] == 20_000 and len(got) < 6_000 else []
+
+        got = wait_until(trimmed, timeout=30, interval=0.5, what="the newest line, the oldest gone")
+        assert got == list(range(got[0], 20_001)), "what stays is the newest, contiguous"
+        assert len(got) > 3_000  # 500 kB of ≈ 100-byte lines, less the headroom
+        page = server.get("/v1/apps/chatty/logs", params={"tail": 1}).json()
+        assert page["dropped"]["lines"] >= got[0] - 1
+        assert page["dropped"]["by_reason"].get("app_cap", 0) > 0
+    finally:
+        server.cleanup()
+
+
+def test_follow_shows_a_new_line_within_one_second(server: DkosServer) -> None:
+    server.deploy(app_spec("live", {}))
+    wait_until(lambda: server.containers(all=False), timeout=20, what="the container")
+    container = server.containers(all=False)[0]["ID"]
+    env = {"DKOS_URL": server.url, "DKOS_TOKEN": server.token, "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "dkos", "logs", "live", "-f", "--output", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    delay: dict[str, float] = {}
+
+    def read() -> None:
+        assert follower.stdout is not None
+        for raw in follower.stdout:
+            line = json.loads(raw)
+            # From the engine's own time of the line (when dockerd read it from the container)
+            # to the moment `dkos logs -f` printed it; `docker exec`'s start-up is not counted.
+            delay.setdefault(line["text"], (time.time_ns() - line["ts"]) / 1e9)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        time.sleep(1.5)  # the follower is connected
+        tokens = []
+        for n in range(3):
+            tokens.append(f"marker-{n}-{time.time_ns()}")
+            docker("exec", container, "sh", "-c", f"echo {tokens[-1]} > /proc/1/fd/1")
+            wait_until(lambda token=tokens[-1]: token in delay, timeout=5, interval=0.01, what=tokens[-1])
+        delays = [delay[token] for token in tokens]
+        assert max(delays) < 1.0, delays
+        # A connected follower does not hold up the server's stop.
+        began = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - began < 4
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+
+
+def test_bad_requests_say_what_is_wrong(server: DkosServer) -> None:
+    server.deploy(app_spec("web", {"LOG_LINES": "5", "EXIT_AFTER_LOG": "1"}))
+    for path in ("/v1/apps/nope/logs", "/v1/apps/nope/logs/stream"):
+        answer = server.get(path)
+        assert answer.status_code == 404, answer.text
+    answer = server.get("/v1/apps/web/logs", params={"since": "yesterday-ish"})
+    assert answer.status_code == 422
+    assert "yesterday-ish" in answer.text and "10m" in answer.text and "RFC 3339" in answer.text
+    for query in ('"unterminated', "foo-bar", "AND"):
+        answer = server.get("/v1/apps/web/logs", params={"q": query})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "bad_query"
+    cli = server.cli("logs", "web", "--since", "yesterday-ish")
+    assert cli.returncode != 0 and "10m" in cli.stderr
+    cli = server.cli("logs", "nope")
+    assert cli.returncode != 0 and "not found" in cli.stderr
+
+
+def test_cli_reads_searches_and_filters_the_lines(server: DkosServer) -> None:
+    server.deploy(app_spec("web", {"LOG_LINES": "50", "EXIT_AFTER_LOG": "1"}, instances=2))
+    wait_until(lambda: len(all_lines(server, "web")) >= 100, timeout=30, what="both instances' lines")
+    shown = server.cli("logs", "web", "--tail", "5")
+    assert shown.returncode == 0, shown.stderr
+    assert len(shown.stdout.splitlines()) == 5
+    found = server.cli("logs", "web", "--grep", "42", "--output", "json")
+    assert found.returncode == 0, found.stderr
+    texts = {json.loads(line)["text"] for line in found.stdout.splitlines()}
+    # Exited instances are replaced (web-3, …): each prints its own line 42.
+    assert {"web-1 line 42", "web-2 line 42"} <= texts
+    assert all(text.endswith(" line 42") for text in texts)
+    one = server.cli("logs", "web", "--instance", "web-2", "--since", "1h", "--output", "json")
+    assert one.returncode == 0, one.stderr
+    assert [json.loads(line)["text"] for line in one.stdout.splitlines()][-1] == "web-2 line 50"
+    assert {json.loads(line)["instance"] for line in one.stdout.splitlines()} == {"web-2"}
+    err = server.cli("logs", "web", "--stream", "stderr", "--output", "json")
+    assert err.returncode == 0 and err.stdout == ""
+    human = server.cli("logs", "web", "--instance", "web-1", "--tail", "1")
+    assert human.stdout.rstrip().endswith("web-1 | web-1 line 50"), human.stdout
+
+
+@pytest.fixture
+def bulk_receiver() -> Iterator[Any]:
+    """A small `_bulk`-speaking HTTP server: it refuses the first two requests with 503, then
+    takes every document (keyed by `_id`, as Elasticsearch does)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Receiver(ThreadingHTTPServer):
+        docs: dict[str, dict[str, Any]]
+        requests: int
+
+    class Handler(BaseHTTPRequestHandler):
+        server: Receiver
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            self.server.requests += 1
+            if self.path != "/_bulk" or self.server.requests <= 2:
+                self.send_response(503)
+                self.end_headers()
+                return
+            rows = body.splitlines()
+            items = []
+            for action, doc in zip(rows[::2], rows[1::2], strict=True):
+                meta = json.loads(action)["index"]
+                self.server.docs[meta["_id"]] = json.loads(doc)
+                items.append({"index": {"_id": meta["_id"], "status": 201}})
+            out = json.dumps({"took": 1, "errors": False, "items": items}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    receiver = Receiver(("127.0.0.1", 0), Handler)
+    receiver.docs, receiver.requests = {}, 0
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    receiver.shutdown()
+    receiver.server_close()
+
+
+def test_ships_every_line_to_a_bulk_endpoint_that_fails_at_first(tmp_path: Path, bulk_receiver: Any) -> None:
+    url = f"http://127.0.0.1:{bulk_receiver.server_address[1]}"
+    server = DkosServer(tmp_path / "data", env={"DKOS_LOGS_SHIP_URL": url, "DKOS_LOGS_SHIP_BATCH": "700"}).start()
+    try:
+        server.deploy(app_spec("shipped", {"LOG_LINES": "3000", "EXIT_AFTER_LOG": "1"}))
+
+        def shipped() -> list[int]:
+            docs = [d for d in list(bulk_receiver.docs.values()) if d["instance"] == "shipped-1"]
+            got = sorted(numbers([{"text": d["message"], "instance": d["instance"]} for d in docs], "shipped-1"))
+            return got if len(got) >= 3000 else []
+
+        got = wait_until(shipped, timeout=60, interval=0.5, what="3,000 shipped lines")
+        assert got == list(range(1, 3001))
+        assert bulk_receiver.requests > 2, "the refused requests were retried"
+        doc = next(iter(bulk_receiver.docs.values()))
+        assert {"@timestamp", "message", "project", "app", "instance", "stream"} <= doc.keys()
+    finally:
+        server.cleanup()
+
+
+def test_capture_resumes_with_no_gap_when_the_engine_comes_back(tmp_path: Path) -> None:
+    from test_engine_outage import engine_relay
+
+    relay_path = tmp_path / "engine.sock"
+    server = DkosServer(tmp_path / "data", env={"DKOS_DOCKER_URL": f"unix://{relay_path}"}).start()
+    try:
+        with engine_relay(relay_path):
+            server.deploy(app_spec("steady", {"LOG_EVERY": "0.01"}))
+            wait_until(lambda: len(all_lines(server, "steady")) > 50, timeout=30, what="the first lines")
+        # The engine is away: the app goes on printing into its json-file log.
+        stalled = len(numbers(all_lines(server, "steady"), "steady-1"))
+        time.sleep(2)
+        with engine_relay(relay_path):
+            wait_until(
+                lambda: len(numbers(all_lines(server, "steady"), "steady-1")) > stalled + 300,
+                timeout=30,
+                what="capture to resume",
+            )
+            got = numbers(all_lines(server, "steady"), "steady-1")
+            assert got == list(range(1, len(got) + 1)), "a gap or a duplicate across the outage"
+            server.stop()
+    finally:
+        server.cleanup()
+
+
+def test_a_keyword_alarm_fires_on_the_nth_matching_line_in_its_window_and_resolves_after(tmp_path: Path) -> None:
+    from webhook_receiver import Receiver
+
+    env = {"DKOS_ALARM_MIN_PERIOD": "1", "DKOS_LB_ENABLED": "false"}
+    server = DkosServer(tmp_path / "data", env=env).start()
+    try:
+        with Receiver() as hook:
+            server.deploy(app_spec("web", {}))
+            container = wait_until(lambda: server.containers(all=False), timeout=20, what="the container")[0]["ID"]
+            assert server.post("/v1/channels", json={"name": "ops", "url": hook.url}).status_code == 201
+            alarm = {"name": "oom", "app": "web", "query": "OutOfMemory", "threshold": 3, "window": 6}
+            refused = server.post("/v1/log-alarms", json={**alarm, "query": "foo-bar"})
+            assert refused.status_code == 400 and refused.json()["error"] == "bad_query"
+            assert server.post("/v1/log-alarms", json={**alarm, "window": 0}).status_code == 422
+            assert server.post("/v1/log-alarms", json={**alarm, "app": "nope"}).status_code == 404
+            created = server.cli(
+                "alarms", "create-logs", "oom", "--app", "web", "--query", "OutOfMemory", "--threshold", "3",
+                "--window", "6", "--channel", "ops", "--repeat-interval", "3600", "-o", "json",
+            )  # fmt: skip
+            assert created.returncode == 0, created.stderr
+            assert json.loads(created.stdout)["source"] == "logs"
+
+            def state() -> str:
+                return str(server.get("/v1/alarms/oom").json()["state"])
+
+            def say(text: str) -> None:
+                docker("exec", container, "sh", "-c", f"echo '{text}' > /proc/1/fd/1")
+
+            wait_until(lambda: state() == "OK", timeout=10, what="the alarm to be judged OK")
+            say("java.lang.OutOfMemory 1")
+            say("java.lang.OutOfMemory 2")
+            say("all fine here")
+            time.sleep(1.5)
+            assert state() == "OK", "two matching lines are not three"
+            say("java.lang.OutOfMemory 3")
+            written = time.monotonic()
+            wait_until(lambda: state() == "ALARM", timeout=5, interval=0.05, what="the alarm to fire")
+            assert time.monotonic() - written < 2, "evaluated as the line arrives"
+            for n in range(4, 20):  # a storm: still one notification (realert 1 h)
+                say(f"java.lang.OutOfMemory {n}")
+            wait_until(lambda: state() == "OK", timeout=20, what="the lines to leave the window")
+            states = [a["status"] for a in wait_until(lambda: len(hook.received()) >= 2 and hook.received(),
+                                                      timeout=10, what="two notifications")]  # fmt: skip
+            firing = [b for b in hook.received() if b["status"] == "firing"]
+            assert len(firing) == 1 and states[-1] == "resolved"
+            assert firing[0]["alerts"][0]["labels"]["alertname"] == "oom"
+            history = server.get("/v1/alarms/oom/history").json()["history"]
+            assert [h["new_state"] for h in history][:2] == ["OK", "ALARM"]
+    finally:
+        server.cleanup()
