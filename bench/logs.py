@@ -117,7 +117,9 @@ def bench_ingest(containers: int, per_container: int, budget: float) -> None:
         stored_backlog, took_backlog = asyncio.run(capture_until(owner, total, budget, work / "backlog"))
         began = time.monotonic()
         for cid in ids:
-            subprocess.run(["docker", "logs", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            subprocess.run(
+                ["docker", "logs", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=300
+            )
         took_ref = time.monotonic() - began
     finally:
         if ids:
@@ -207,12 +209,14 @@ def bench_search(lines: int, budget: float) -> None:
             dkos_ms = statistics.median(timings)
             app_files = " ".join(str(p) for p in sorted(json_dir.glob("app3-*-json.log")))
             command = f'grep -h {RARE} {app_files} | grep -F \'"time":"{day:%Y-%m-%d}T\''
-            subprocess.run(command, shell=True, capture_output=True, check=False)  # warm the page cache
+            subprocess.run(command, shell=True, capture_output=True, check=False, timeout=300)  # warm the page cache
             grep_timings = []
             grep_found = 0
             for _ in range(3):
                 t = time.perf_counter()
-                out = subprocess.run(command, shell=True, capture_output=True, text=True, check=False).stdout
+                out = subprocess.run(
+                    command, shell=True, capture_output=True, text=True, check=False, timeout=300
+                ).stdout
                 grep_timings.append((time.perf_counter() - t) * 1000)
                 grep_found = len(out.splitlines())
             grep_ms = statistics.median(grep_timings)

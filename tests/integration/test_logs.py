@@ -339,3 +339,24 @@ def test_a_keyword_alarm_fires_on_the_nth_matching_line_in_its_window_and_resolv
             assert [h["new_state"] for h in history][:2] == ["OK", "ALARM"]
     finally:
         server.cleanup()
+
+
+def test_an_over_long_line_is_stored_in_marked_pieces_and_binary_junk_escaped(server: DkosServer) -> None:
+    script = "head -c 70000 /dev/zero | tr '\\0' x; echo; printf 'junk \\377\\001 end\\n'; echo done; sleep 300"
+    spec = {**app_spec("odd", {}), "command": ["sh", "-c", script]}
+    server.deploy(spec)
+
+    def stored() -> list[dict[str, Any]]:
+        got = all_lines(server, "odd")
+        return got if got and got[-1]["text"] == "done" else []
+
+    got = wait_until(stored, timeout=30, what="the lines of odd")
+    pieces, junk = got[:-2], got[-2]
+    assert [p["part"] for p in pieces] == [1, 2, 3], "70,000 bytes in pieces of at most 32 KiB"
+    assert [p["more"] for p in pieces] == [True, True, False]
+    assert "".join(p["text"] for p in pieces) == "x" * 70_000, "nothing dropped"
+    # Docker's json-file driver has already turned the invalid byte into U+FFFD; the control
+    # character reaches dkos and is escaped.
+    assert junk["text"] == "junk \ufffd\\x01 end" and junk["escaped"] is True
+    shown = server.cli("logs", "odd", "--grep", "junk")
+    assert shown.returncode == 0 and "\\x01 end" in shown.stdout

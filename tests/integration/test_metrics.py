@@ -43,11 +43,13 @@ def test_a_running_apps_cpu_and_memory_appear_within_two_collection_intervals(se
     healthy = server.wait_healthy("web", 2)
     since = time.monotonic()
 
-    def memory_of_both() -> list[dict[str, Any]]:
+    def once_written(metric: str, m: str) -> list[dict[str, Any]]:
+        """The query's answer, or nothing while the metric has never been written (a 400 then)."""
         known = set(server.get("/api/suggest", params={"type": "metrics", "q": "dkos.", "max": 100}).json())
-        if "dkos.container.memory.bytes" not in known:
-            return []
-        found = query(server, "sum:dkos.container.memory.bytes{app=web,instance=*}")
+        return query(server, m) if metric in known else []
+
+    def memory_of_both() -> list[dict[str, Any]]:
+        found = once_written("dkos.container.memory.bytes", "sum:dkos.container.memory.bytes{app=web,instance=*}")
         return found if len(found) == 2 else []
 
     series = wait_until(memory_of_both, timeout=10, interval=0.2, what="memory of both instances")
@@ -57,7 +59,11 @@ def test_a_running_apps_cpu_and_memory_appear_within_two_collection_intervals(se
     assert all(s["tags"]["project"] == "default" and s["tags"]["version"] == "1" for s in series)
     # CPU needs two samples of a stream: averaged over both instances, their tags differ in `instance` only.
     cpu = wait_until(
-        lambda: [r for r in query(server, "avg:dkos.container.cpu.percent{app=web}") if r["aggregateTags"]],
+        lambda: [
+            r
+            for r in once_written("dkos.container.cpu.percent", "avg:dkos.container.cpu.percent{app=web}")
+            if r["aggregateTags"]
+        ],
         timeout=2 * INTERVAL + 3,
         what="CPU figures of both instances",
     )

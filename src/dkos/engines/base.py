@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 LABEL_OWNER = "dkos.owner"
 """Identity of the dkos server that owns the container: two servers sharing one engine
@@ -132,14 +132,14 @@ class LogStream(enum.StrEnum):
     STDERR = "stderr"
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(NamedTuple):
     """One line a container wrote, as the engine stored it.
 
     `time_ns` is the engine's own timestamp, exact to the nanosecond: log capture resumes
     from it (`logs(since_ns=...)`), so it must not be rounded through a float. `data` is the
     line's bytes without its newline, undecoded: what to do with invalid UTF-8 or control
-    bytes is the log store's decision, not the driver's."""
+    bytes is the log store's decision, not the driver's. A named tuple, not a dataclass:
+    capture makes tens of thousands a second, and a tuple is made in half the time."""
 
     time_ns: int
     stream: LogStream

@@ -810,25 +810,36 @@ class _LineJoiner:
 
     def feed(self, frames: list[tuple[int, bytes]]) -> list[LogLine]:
         lines: list[LogLine] = []
+        append = lines.append
+        pending = self._pending
+        seconds_of = _EPOCH_OF_SECOND
         for stream_id, payload in frames:
             stream = _STREAMS.get(stream_id)
             if stream is None:
                 continue  # stdin (0) never carries output
-            stamp, _, text = payload.partition(b" ")
-            at = _stamp_ns(stamp)
-            if at is None:
-                at = time.time_ns()
-            if stream not in self._pending and text.endswith(b"\n"):
-                lines.append(LogLine(at, stream, text[:-1]))  # the common case: one frame, one line
+            # The engine's fixed-width stamp (`2026-11-25T19:44:20.123456789Z `), parsed in
+            # place: this loop runs for every line captured.
+            seconds = seconds_of.get(payload[:19]) if payload[29:31] == b"Z " else None
+            if seconds is not None:
+                at: int | None = seconds * 1_000_000_000 + int(payload[20:29])
+                text = payload[31:]
+            else:
+                stamp, _, text = payload.partition(b" ")
+                at = _stamp_ns(stamp)
+                if at is None:
+                    at = time.time_ns()
+            assert at is not None
+            if not pending and text[-1:] == b"\n":
+                append(LogLine(at, stream, text[:-1]))  # the common case: one frame, one line
                 continue
-            first_at, buffer = self._pending.pop(stream, (at, bytearray()))
+            first_at, buffer = pending.pop(stream, (at, bytearray()))
             buffer += text
             if buffer.endswith(b"\n"):
-                lines.append(LogLine(first_at, stream, bytes(buffer[:-1])))
+                append(LogLine(first_at, stream, bytes(buffer[:-1])))
             elif len(buffer) >= _MAX_JOINED_LINE:
-                lines.append(LogLine(first_at, stream, bytes(buffer), partial=True))
+                append(LogLine(first_at, stream, bytes(buffer), partial=True))
             else:
-                self._pending[stream] = (first_at, buffer)
+                pending[stream] = (first_at, buffer)
         return lines
 
     def flush(self) -> list[LogLine]:
