@@ -98,8 +98,14 @@ def test_notifications_are_retried_on_5xx_not_on_4xx_and_kept_when_undelivered(s
             lambda: [n for n in _notifications(server) if n["status"] == "undelivered"], timeout=10, what="give-up"
         )
         assert len(undelivered[0]["attempt_log"]) == 3
-    channels = server.get("/v1/channels").json()["channels"]
-    assert channels[0]["undelivered"] == 2  # the refused one and the undelivered one stay visible
+        # A chat channel gets one Slack-compatible text.
+        chat = {"name": "chat", "type": "chat", "url": receiver.url}
+        assert server.post("/v1/channels", json=chat).status_code == 201
+        assert server.post("/v1/channels/chat/test").status_code == 202
+        texts = wait_until(lambda: [b for b in receiver.received() if "text" in b], timeout=10, what="chat text")
+        assert "dkos-test" in texts[0]["text"] and set(texts[0]) == {"text"}
+    channels = {c["name"]: c for c in server.get("/v1/channels").json()["channels"]}
+    assert channels["ops"]["undelivered"] == 2  # the refused one and the undelivered one stay visible
 
 
 def test_the_cli_creates_lists_shows_and_deletes_alarms_policies_and_channels(server: DkosServer) -> None:

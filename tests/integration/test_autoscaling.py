@@ -64,11 +64,11 @@ def test_the_demo_app_burning_cpu_scales_from_2_to_4_and_back_to_2(server: DkosS
                     "name": "cpuhigh",
                     "metric": "cpu_percent",
                     "comparison": ">=",
-                    "threshold": 40,
+                    "threshold": 20,
                     "period": 4,
                     "channels": ["ops"],
                 },
-                {"name": "cpulow", "metric": "cpu_percent", "comparison": "<", "threshold": 10, "period": 4},
+                {"name": "cpulow", "metric": "cpu_percent", "comparison": "<", "threshold": 5, "period": 4},
             ],
             scaling_policies=[
                 {"name": "out", "alarms": ["cpuhigh"], "step": 2, "max": 4, "cooldown": 3},
@@ -81,15 +81,16 @@ def test_the_demo_app_burning_cpu_scales_from_2_to_4_and_back_to_2(server: DkosS
     assert server.get("/v1/apps/web").json()["desired_instances"] == 2  # the scale-in policy is limited by min
 
     for instance in instances:
-        answer = httpx.get(f"http://{instance['address']}/control/burn", params={"seconds": 30}, timeout=5)
+        answer = httpx.get(f"http://{instance['address']}/control/burn", params={"seconds": 45}, timeout=5)
         assert answer.status_code == 200
 
-    wait_until(lambda: _alarm(server, "cpuhigh")["state"] == "ALARM", timeout=30, what="cpuhigh in ALARM")
+    # A busy core is 100 %; on a machine shared with other test runs it may get a fifth of that.
+    wait_until(lambda: _alarm(server, "cpuhigh")["state"] == "ALARM", timeout=60, what="cpuhigh in ALARM")
     server.wait_healthy("web", 4, timeout=60)
     executions = server.get("/v1/executions", params={"app": "web"}).json()["executions"]
     first = executions[-1]
     assert (first["policy"], first["from_instances"], first["to_instances"]) == ("out", 2, 4)
-    assert first["alarms"] == ["cpuhigh"] and first["value"] >= 40
+    assert first["alarms"] == ["cpuhigh"] and first["value"] >= 20
     wait_until(
         lambda: server.get("/v1/executions", params={"app": "web"}).json()["executions"][-1]["finished_at"],
         timeout=30,
@@ -97,7 +98,7 @@ def test_the_demo_app_burning_cpu_scales_from_2_to_4_and_back_to_2(server: DkosS
     )
 
     # The burn ends by itself; CPU falls, cpuhigh resolves, the scale-in policy removes 1, then 1 more.
-    server.wait_healthy("web", 2, timeout=150)
+    server.wait_healthy("web", 2, timeout=180)
     executions = server.get("/v1/executions", params={"app": "web"}).json()["executions"]
     ins = [e for e in executions if e["policy"] == "in"]
     assert [(e["from_instances"], e["to_instances"]) for e in reversed(ins)][:2] == [(4, 3), (3, 2)]
@@ -123,3 +124,36 @@ def test_the_demo_app_burning_cpu_scales_from_2_to_4_and_back_to_2(server: DkosS
     assert resolved["alerts"][0]["startsAt"] == alert["startsAt"]
     history = server.get("/v1/alarms/cpuhigh/history").json()["history"]
     assert [h["new_state"] for h in reversed(history)][-2:] == ["ALARM", "OK"]
+
+
+def test_target_tracking_scales_out_at_once_and_in_after_its_stabilisation_window(server: DkosServer) -> None:
+    policy = {
+        "name": "track",
+        "type": "target_tracking",
+        "metric": "cpu_percent",
+        "target": 10,
+        "period": 3,
+        "min": 1,
+        "max": 3,
+        "scale_in_window": 5,
+    }
+    server.deploy(_spec(instances=1, scaling_policies=[policy]))
+    (instance,) = server.wait_healthy("web", 1)
+    answer = httpx.get(f"http://{instance['address']}/control/burn", params={"seconds": 15}, timeout=5)
+    assert answer.status_code == 200
+
+    def scaled_out() -> list[dict[str, Any]]:
+        found = server.get("/v1/policies/track/executions", params={"app": "web"}).json()["executions"]
+        return list(found)
+
+    first = wait_until(scaled_out, timeout=60, what="a scale-out")[-1]
+    # ceil(1 × CPU ÷ 10): a busy core wants 10, clamped to 3 ("limited by max"); a core shared with
+    # other test runs may get only a part of that, which still wants 2 or more.
+    assert first["from_instances"] == 1 and first["to_instances"] in (2, 3)
+
+    server.wait_healthy("web", 1, timeout=120)
+    executions = server.get("/v1/policies/track/executions", params={"app": "web"}).json()["executions"]
+    assert executions[0]["to_instances"] == 1
+    # Up while the core burns, then down in one or more steps as the CPU falls, never up again.
+    ups = [e["to_instances"] > e["from_instances"] for e in reversed(executions)]
+    assert ups == sorted(ups, reverse=True) and ups[0] and not ups[-1]

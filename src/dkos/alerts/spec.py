@@ -13,7 +13,6 @@ from typing import Any, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dkos.alerts.model import (
-    AlarmSource,
     Comparison,
     Condition,
     MetricKind,
@@ -97,13 +96,6 @@ class AlarmSpec(_Strict):
 
     def describe(self) -> str:
         return f"{self.query().describe()} {self.condition().describe()}"
-
-    def definition(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"name"})
-
-    @property
-    def source(self) -> AlarmSource:
-        return AlarmSource.METRIC
 
 
 class AlarmIn(AlarmSpec):

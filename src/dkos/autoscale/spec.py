@@ -6,7 +6,7 @@ are checked by the service when it stores a policy; everything else is here.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -79,9 +79,6 @@ class PolicySpec(BaseModel):
             tolerance=self.tolerance,
             scale_in_window=self.scale_in_window,
         )
-
-    def definition(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"name"})
 
 
 class PolicyIn(PolicySpec):
