@@ -20,7 +20,6 @@ scale-out may replace a scale deployment under way (as a larger step would in AW
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -38,6 +37,7 @@ from dkos.autoscale import decide
 from dkos.autoscale.model import Decision, Direction, ExecutionStatus, PolicyType, Trigger
 from dkos.autoscale.spec import PolicyIn
 from dkos.autoscale.store import PolicyRecord, PolicyStore
+from dkos.core import passes
 from dkos.core.errors import FieldProblem, InvalidInput, NotFound
 from dkos.core.events import EventBus, EventType
 from dkos.core.settings import Settings
@@ -77,34 +77,20 @@ class Autoscaler:
         self._reconciler = reconciler
         self._metrics = metrics
         self._settings = settings
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._passes = passes.RepeatedPass(
+            "autoscaler pass", lambda: self.run_pass(now=time.time()), interval=settings.autoscale_interval
+        )
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
-        self._alarms.on_evaluated(lambda _scopes: self._wake.set())
-        self._task = asyncio.create_task(self._loop(), name="autoscaler")
+        self._alarms.on_evaluated(lambda _scopes: self._passes.wake())
+        await self._passes.__aenter__()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.autoscale_interval)
-            self._wake.clear()
-            try:
-                await self.run_pass(now=time.time())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("autoscaler pass failed; trying again in the next one")
+        await self._passes.__aexit__(exc_type, exc, tb)
 
     # passes -------------------------------------------------------------------------------
 
@@ -273,5 +259,5 @@ class Autoscaler:
             origin=origin,
             replace=origin is Origin.SPEC,
         )
-        self._wake.set()
+        self._passes.wake()
         return record

@@ -16,8 +16,6 @@ lines have left the window even when nothing new is written. `LogAlarmIn` is the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -32,6 +30,7 @@ from dkos.alerts.model import AlarmSource, Comparison, Condition, MissingData
 from dkos.alerts.spec import check_name, check_period
 from dkos.alerts.store import AlarmRecord, Origin
 from dkos.apps.store import AppStore
+from dkos.core import passes
 from dkos.core.errors import BadQuery, NotFound
 from dkos.core.settings import Settings
 from dkos.logs.store import LogStore, Row
@@ -135,38 +134,23 @@ class KeywordAlarms:
     def __init__(self, alarms: Alarms, store: LogStore, *, settings: Settings) -> None:
         self.alarms = alarms
         self.store = store
-        self.tick = settings.logs_alarm_tick
         self.resync = settings.alarm_resync_interval
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._passes = passes.RepeatedPass(
+            "log alarm evaluation", lambda: self.evaluate(now=time.time()), interval=settings.logs_alarm_tick
+        )
 
     async def __aenter__(self) -> Self:
         self.store.listen(self._heard)
-        self._task = asyncio.create_task(self._loop(), name="log-alarms")
+        await self._passes.__aenter__()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._passes.__aexit__(exc_type, exc, tb)
 
     def _heard(self, rows: Sequence[Row]) -> None:
-        self._wake.set()
-
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick)
-            self._wake.clear()
-            try:
-                await self.evaluate(now=time.time())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("log alarm evaluation failed; trying again at the next tick")
+        self._passes.wake()
 
     async def evaluate(self, *, now: float) -> None:
         for alarm in await self.alarms.store.list_alarms(source=AlarmSource.LOGS):
