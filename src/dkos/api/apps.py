@@ -15,10 +15,9 @@ from pydantic import BaseModel, Field
 
 from dkos.api import alerting
 from dkos.api.services import Services
+from dkos.apps import announce
 from dkos.apps import spec as specs
 from dkos.apps.store import AppRecord, Change, Deployment, DeploymentStatus, Lifecycle
-from dkos.apps.versions import ChangeKind
-from dkos.core.events import EventType
 from dkos.iam.tokens import Principal
 from dkos.orchestration import progress
 from dkos.orchestration.instances import ACTIVE, LIVE, Instance, InstanceState
@@ -117,30 +116,10 @@ async def app_json(svc: Services, app: AppRecord, *, detail: bool) -> dict[str, 
     return body
 
 
-async def _announce(svc: Services, change: Change, caller: Principal) -> None:
-    """Events for a stored change, then a nudge so the reconciler acts on it."""
-    app, deployment = change.app, change.deployment
-    if deployment is None:
-        return
-    if deployment.kind is not ChangeKind.DELETE:
-        await svc.bus.emit(
-            EventType.APP_CREATED if change.created else EventType.APP_UPDATED,
-            f"version {app.version} by {caller.name}",
-            project=app.project,
-            app=app.name,
-        )
-    await svc.bus.emit(
-        EventType.DEPLOYMENT_STARTED,
-        f"{deployment.kind.value} to version {deployment.to_version}, {deployment.target_instances} instances",
-        project=app.project,
-        app=app.name,
-        deployment=deployment.id,
-    )
-    svc.reconciler.nudge(app.id)
-
-
 async def _change_json(svc: Services, change: Change, caller: Principal) -> dict[str, Any]:
-    await _announce(svc, change, caller)
+    await announce.announce(
+        change, f"version {change.app.version} by {caller.name}", bus=svc.bus, nudge=svc.reconciler.nudge
+    )
     instances = await svc.instances.for_app(change.app.id, states=ACTIVE)
     return {
         "app": await app_json(svc, change.app, detail=True),

@@ -31,6 +31,7 @@ from dkos.alerts.engine import Alarms
 from dkos.alerts.model import AlarmState
 from dkos.alerts.spec import check_period
 from dkos.alerts.store import AlarmRecord, Origin
+from dkos.apps import announce
 from dkos.apps.store import AppRecord, AppStore, DeploymentStatus
 from dkos.apps.versions import ChangeKind
 from dkos.autoscale import decide
@@ -39,7 +40,7 @@ from dkos.autoscale.spec import PolicyIn
 from dkos.autoscale.store import PolicyRecord, PolicyStore
 from dkos.core import passes
 from dkos.core.errors import FieldProblem, InvalidInput, NotFound
-from dkos.core.events import EventBus, EventType
+from dkos.core.events import EventBus
 from dkos.core.settings import Settings
 from dkos.orchestration.instances import InstanceState, InstanceStore
 
@@ -206,21 +207,11 @@ class Autoscaler:
         if deployment is None:
             return
         limited = f" ({decision.limited})" if decision.limited else ""
-        await self._bus.emit(
-            EventType.APP_UPDATED,
+        summary = (
             f"scaled {decision.from_instances} → {decision.to_instances} by policy {record.name}: "
-            f"{decision.reason}{limited}",
-            project=app.project,
-            app=app.name,
+            f"{decision.reason}{limited}"
         )
-        await self._bus.emit(
-            EventType.DEPLOYMENT_STARTED,
-            f"{deployment.kind.value} to version {deployment.to_version}, {deployment.target_instances} instances",
-            project=app.project,
-            app=app.name,
-            deployment=deployment.id,
-        )
-        self._reconciler.nudge(app.id)
+        await announce.announce(change, summary, bus=self._bus, nudge=self._reconciler.nudge)
         await self.store.add_execution(record, decision, deployment_id=deployment.id, now=now)
         await self.store.save_progress(record.id, last_limited=decision.limited or "", clear_cooldown=True)
         cancelled = decide.compute_cancelled(
