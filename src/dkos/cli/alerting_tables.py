@@ -30,6 +30,8 @@ def _time(timestamp: float | None) -> Text:
 
 
 def _condition(alarm: Mapping[str, Any]) -> str:
+    if alarm.get("source") == "logs":
+        return f"≥ {alarm.get('threshold')} lines matching {alarm.get('query')!r} within {alarm.get('window')} s"
     metric = alarm.get("metric", "?")
     filters = alarm.get("filters") or {}
     if filters:

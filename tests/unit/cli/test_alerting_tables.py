@@ -49,6 +49,13 @@ def test_an_alarm_row_says_its_condition_state_and_value() -> None:
     assert "ALARM" in text and "97.25" in text and "ops" in text
 
 
+def test_a_log_alarm_row_says_its_query_threshold_and_window() -> None:
+    oom = {"name": "oom", "app": "web", "source": "logs", "query": "OutOfMemory", "threshold": 3, "window": 60,
+           "comparison": ">=", "period": 60, "state": "ALARM", "value": 4.0, "channels": []}  # fmt: skip
+    text = rendered(alerting_tables.alarms_table([oom]))
+    assert "≥ 3 lines matching 'OutOfMemory' within 60 s" in text and "ALARM" in text
+
+
 def test_a_step_policy_and_a_target_tracking_one() -> None:
     step = {"name": "in", "app": "web", "type": "step", "alarms": ["cpulow"], "adjustment": "change", "step": -1}
     track = {"name": "t", "app": "web", "type": "target_tracking", "metric": "cpu_percent", "statistic": "avg"}
