@@ -341,6 +341,70 @@ def test_a_keyword_alarm_fires_on_the_nth_matching_line_in_its_window_and_resolv
         server.cleanup()
 
 
+def test_a_log_alarm_declared_in_the_app_spec_fires_and_a_deploy_without_it_removes_it(tmp_path: Path) -> None:
+    env = {"DKOS_ALARM_MIN_PERIOD": "2", "DKOS_LB_ENABLED": "false"}
+    server = DkosServer(tmp_path / "data", env=env).start()
+    try:
+        oom = {"name": "oom", "query": "OutOfMemory", "threshold": 2, "window": 30}
+        plain = app_spec("web", {})
+        spec = {**plain, "log_alarms": [oom]}
+        cpu = {"name": "oom", "metric": "cpu_percent", "threshold": 90, "period": 60}
+        for bad, field in [
+            ({**spec, "log_alarms": [{**oom, "query": " "}]}, "log_alarms.0.query"),
+            ({**spec, "log_alarms": [{**oom, "query": "foo-bar"}]}, "log_alarms.0.query"),  # FTS5 cannot parse it
+            ({**spec, "log_alarms": [{**oom, "threshold": 0}]}, "log_alarms.0.threshold"),
+            ({**spec, "log_alarms": [{**oom, "window": 1}]}, "log_alarms.0.window"),  # under the server's minimum
+            ({**spec, "alarms": [cpu]}, "log_alarms.0.name"),  # one name for two alarms
+        ]:
+            answer = server.post("/v1/apps", json=bad)
+            assert answer.status_code == 422, answer.text
+            assert field in [d["field"] for d in answer.json()["details"]], answer.text
+        assert server.get("/v1/apps/web").status_code == 404, "a refused spec stores nothing"
+        assert server.get("/v1/alarms").json()["alarms"] == []
+
+        def settled() -> list[dict[str, Any]]:
+            server.wait_healthy("web", 1)
+            return server.instances("web", all=True)
+
+        server.deploy(spec)
+        (instance,) = settled()
+        declared = server.get("/v1/alarms/oom").json()
+        assert (declared["source"], declared["origin"], declared["app"]) == ("logs", "spec", "web")
+        assert (declared["query"], declared["threshold"], declared["window"]) == ("OutOfMemory", 2, 30)
+        # An alarm made through the API: the spec may not take its name, and a deploy leaves it alone.
+        api_alarm = {"name": "panic", "app": "web", "query": "panic", "threshold": 1, "window": 30}
+        assert server.post("/v1/log-alarms", json=api_alarm).status_code == 201
+        taken = server.post("/v1/apps", json={**spec, "log_alarms": [oom, {**oom, "name": "panic"}]})
+        assert taken.status_code == 422 and "log_alarms.1.name" in taken.text, taken.text
+
+        def state() -> str:
+            return str(server.get("/v1/alarms/oom").json()["state"])
+
+        wait_until(lambda: state() == "OK", timeout=10, what="the declared alarm to be judged OK")
+        for n in (1, 2):
+            docker("exec", instance["container_id"], "sh", "-c", f"echo 'java.lang.OutOfMemory {n}' > /proc/1/fd/1")
+        wait_until(lambda: state() == "ALARM", timeout=10, what="the declared alarm to fire")
+        shown = server.get("/v1/apps/web").json()
+        assert {a["name"]: a["state"] for a in shown["alarms"]} == {"oom": "ALARM", "panic": "OK"}
+        cli = server.cli("apps", "show", "web")
+        assert cli.returncode == 0 and re.search(r"oom\s+ALARM", cli.stdout), cli.stdout + cli.stderr
+
+        # A changed alarm is changed in place (its history kept), and no instance is replaced.
+        server.deploy({**spec, "log_alarms": [{**oom, "threshold": 100}]})
+        assert [(i["id"], i["container_id"]) for i in settled()] == [(instance["id"], instance["container_id"])]
+        assert server.get("/v1/alarms/oom").json()["threshold"] == 100
+        wait_until(lambda: state() == "OK", timeout=10, what="2 lines to be under the new threshold of 100")
+        assert [h["new_state"] for h in server.get("/v1/alarms/oom/history").json()["history"]][:2] == ["OK", "ALARM"]
+
+        # Deployed again without it: the declared alarm goes, the API's stays, the instance stays.
+        server.deploy(plain)
+        assert [(i["id"], i["container_id"]) for i in settled()] == [(instance["id"], instance["container_id"])]
+        assert server.get("/v1/alarms/oom").status_code == 404
+        assert [a["name"] for a in server.get("/v1/alarms").json()["alarms"]] == ["panic"]
+    finally:
+        server.cleanup()
+
+
 def test_an_over_long_line_is_stored_in_marked_pieces_and_binary_junk_escaped(server: DkosServer) -> None:
     script = "head -c 70000 /dev/zero | tr '\\0' x; echo; printf 'junk \\377\\001 end\\n'; echo done; sleep 300"
     spec = {**app_spec("odd", {}), "command": ["sh", "-c", script]}

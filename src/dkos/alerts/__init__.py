@@ -36,4 +36,6 @@ A source only computes values; states, history and channels are shared:
    is what `dkos alarms list|show|history` and `/v1/alarms` read. Metric evaluation
    (`Alarms.evaluate`) only picks alarms whose source is `metric`, so other sources' alarms
    are left to them. Scaling policies link alarms by name, whatever their source.
+3. To let an app spec declare them, see `api/alerting.sync_declared` (log alarms: the spec's
+   `log_alarms:`, stored with `Origin.SPEC`; removal of undeclared ones is shared).
 """

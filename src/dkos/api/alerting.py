@@ -2,8 +2,9 @@
 
 Also the two hooks the app routes call so that a deploy carries its alarms and policies:
 `check_declared` before the spec is stored (a bad alarm refuses the deploy, nothing
-stored) and `sync_declared` after (the app's declared alarms and policies are created,
-changed or removed to match the spec).
+stored) and `sync_declared` after (the app's declared alarms — `alarms:` on metrics,
+`log_alarms:` on log lines — and policies are created, changed or removed to match the
+spec; alarms made through the API are never touched).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dkos.apps import spec as specs
 from dkos.apps.store import AppRecord
 from dkos.autoscale.engine import Autoscaler
 from dkos.autoscale.spec import PolicyIn
-from dkos.core.errors import FieldProblem, InvalidInput
+from dkos.core.errors import BadQuery, FieldProblem, InvalidInput, NotFound
+from dkos.logs import keyword_spec, keywords
 
 router = APIRouter(prefix="/v1")
 
@@ -197,35 +199,75 @@ async def check_declared(svc: Services, spec: specs.AppSpec) -> None:
     for i, alarm in enumerate(spec.alarms):
         if alarm.period < settings.alarm_min_period:
             problems.append(FieldProblem(f"alarms.{i}.period", f"must be ≥ {settings.alarm_min_period:g}"))
+    if spec.log_alarms and svc.logs is None:
+        problems.append(FieldProblem("log_alarms", "this server captures no logs"))
+    for i, log_alarm in enumerate(spec.log_alarms):
+        if log_alarm.window < settings.alarm_min_period:
+            problems.append(FieldProblem(f"log_alarms.{i}.window", f"must be ≥ {settings.alarm_min_period:g}"))
+        if svc.logs is not None:
+            try:
+                await svc.logs.check_search(log_alarm.query)
+            except BadQuery as exc:
+                problems.append(FieldProblem(f"log_alarms.{i}.query", exc.message))
     for i, policy in enumerate(spec.scaling_policies):
         if policy.max > settings.autoscale_max_instances:
             problems.append(FieldProblem(f"scaling_policies.{i}.max", f"must be ≤ {settings.autoscale_max_instances}"))
+    problems += await _names_taken(svc.alarms, spec)
     if problems:
         raise InvalidInput(problems)
-    declared = {a.name for a in spec.alarms}
+    declared = spec.alarm_names()
     for policy in spec.scaling_policies:
         for name in policy.alarms:
             if name not in declared:
                 await svc.alarms.store.get_alarm(spec.project, name)
-    for alarm in spec.alarms:
-        for channel in alarm.channels:
+    for _, declared_alarm in spec.declared_alarms():
+        for channel in declared_alarm.channels:
             await svc.alarms.store.get_channel(spec.project, channel)
 
 
+async def _names_taken(alarms: Alarms, spec: specs.AppSpec) -> list[FieldProblem]:
+    """A declared alarm may only replace one this app's spec declared: an alarm made through the
+    API, or declared by another app, keeps its name (else a later deploy would delete it)."""
+    problems = []
+    for where, alarm in spec.declared_alarms():
+        try:
+            stored = await alarms.store.get_alarm(spec.project, alarm.name)
+        except NotFound:
+            continue
+        if stored.origin is Origin.SPEC and stored.app == spec.name:
+            continue
+        owner = f"declared by app '{stored.app}'" if stored.origin is Origin.SPEC else "made through the API"
+        rule = f"alarm '{alarm.name}' exists already in project '{spec.project}' ({owner})"
+        problems.append(FieldProblem(f"{where}.name", rule))
+    return problems
+
+
 async def sync_declared(svc: Services, app: AppRecord) -> None:
-    """Make the app's declared (origin `spec`) alarms and policies match its spec."""
+    """Make the app's declared (origin `spec`) alarms and policies match its spec: each declared
+    alarm is stored through its source's own create (which replaces a declared one, keeping its
+    state), then the app's declared alarms of any source that the spec no longer names go."""
     if svc.alarms is None or svc.autoscaler is None:
         return
     spec = app.spec
+    scope = {"project": app.project, "app": app.name}
     for alarm in spec.alarms:
-        body = AlarmIn.model_validate({**alarm.model_dump(), "project": app.project, "app": app.name})
-        await svc.alarms.create(body, origin=Origin.SPEC)
-    wanted = {a.name for a in spec.alarms}
+        await svc.alarms.create(AlarmIn.model_validate({**alarm.model_dump(), **scope}), origin=Origin.SPEC)
+    if svc.logs is not None:  # else check_declared refused any log_alarms
+        for log_alarm in spec.log_alarms:
+            await keywords.create(
+                svc.alarms,
+                svc.logs,
+                svc.apps,
+                keyword_spec.LogAlarmIn.model_validate({**log_alarm.model_dump(), **scope}),
+                min_period=svc.settings.alarm_min_period,
+                origin=Origin.SPEC,
+            )
+    wanted = spec.alarm_names()
     for stored in await svc.alarms.store.list_alarms(app.project):
         if stored.origin is Origin.SPEC and stored.app == app.name and stored.name not in wanted:
             await svc.alarms.store.delete_alarm(app.project, stored.name)
     for policy in spec.scaling_policies:
-        body_p = PolicyIn.model_validate({**policy.model_dump(), "project": app.project, "app": app.name})
+        body_p = PolicyIn.model_validate({**policy.model_dump(), **scope})
         await svc.autoscaler.create(body_p, origin=Origin.SPEC)
     names = {p.name for p in spec.scaling_policies}
     for record in await svc.autoscaler.store.list_policies(app.project, app.name):

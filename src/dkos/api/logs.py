@@ -25,7 +25,7 @@ from dkos.api.apps import ProjectQuery, Svc
 from dkos.api.services import Services
 from dkos.core.errors import FieldProblem, InvalidInput, NotFound
 from dkos.core.events import Event
-from dkos.logs import keywords, times
+from dkos.logs import keyword_spec, keywords, times
 from dkos.logs import store as logstore
 
 router = APIRouter(prefix="/v1")
@@ -218,7 +218,7 @@ async def create_log_alarm(body: Annotated[dict[str, Any], Body()], svc: Svc) ->
         svc.alarms,
         svc.logs,
         svc.apps,
-        parse_body(keywords.LogAlarmIn, body),
+        parse_body(keyword_spec.LogAlarmIn, body),
         min_period=svc.settings.alarm_min_period,
     )
     return alarm.to_json()

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dkos.alerts.spec import AlarmSpec
 from dkos.autoscale.spec import PolicySpec
 from dkos.core.errors import FieldProblem, InvalidInput
+from dkos.logs.keyword_spec import LogAlarmSpec
 
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _DNS_LABEL_RULE = "must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
@@ -173,7 +174,12 @@ class AppSpec(_Strict):
     )
     redirect_to_https: bool = Field(False, description="Answer plain HTTP requests with a redirect to HTTPS.")
     alarms: list[AlarmSpec] = Field(
-        default_factory=list, description="Alarms on this app (docs/alarms-and-autoscaling.md)."
+        default_factory=list, description="Metric alarms on this app (docs/alarms-and-autoscaling.md)."
+    )
+    log_alarms: list[LogAlarmSpec] = Field(
+        default_factory=list,
+        description="Keyword alarms on this app's log lines: ≥ threshold lines matching query within window s "
+        "(docs/logs.md). Names unique together with `alarms`.",
     )
     scaling_policies: list[PolicySpec] = Field(default_factory=list, description="Scaling policies of this app.")
 
@@ -232,13 +238,26 @@ class AppSpec(_Strict):
 
     @model_validator(mode="after")
     def _unique_alarms_and_policies(self) -> Self:
-        for field, names in (
-            ("alarms", [a.name for a in self.alarms]),
-            ("scaling_policies", [p.name for p in self.scaling_policies]),
-        ):
-            if len(set(names)) != len(names):
-                raise ValueError(f"{field}: names must be unique")
+        # Metric and log alarms share one namespace (the project's alarms, which policies link by name).
+        seen: set[str] = set()
+        for where, alarm in self.declared_alarms():
+            if alarm.name in seen:
+                raise ValueError(f"{where}.name: '{alarm.name}' is declared twice (alarms and log_alarms share names)")
+            seen.add(alarm.name)
+        names = [p.name for p in self.scaling_policies]
+        if len(set(names)) != len(names):
+            raise ValueError("scaling_policies: names must be unique")
         return self
+
+    def declared_alarms(self) -> list[tuple[str, AlarmSpec | LogAlarmSpec]]:
+        """Every declared alarm, metric ones first, with where it sits in the spec (`log_alarms.0`)."""
+        return [(f"alarms.{i}", a) for i, a in enumerate(self.alarms)] + [
+            (f"log_alarms.{i}", a) for i, a in enumerate(self.log_alarms)
+        ]
+
+    def alarm_names(self) -> set[str]:
+        """The names of every alarm the spec declares, metric and log."""
+        return {alarm.name for _, alarm in self.declared_alarms()}
 
     @model_validator(mode="after")
     def _domains_need_http(self) -> Self:

@@ -25,12 +25,15 @@ class ChangeKind(enum.StrEnum):
     DELETE = "delete"
 
 
+OUTSIDE_TEMPLATE = ("alarms", "log_alarms", "scaling_policies")
+"""Spec fields that change no container: a deploy that changes only them replaces no instance."""
+
+
 def _template(spec: AppSpec) -> dict[str, Any]:
     data = spec.to_json()
     data.pop("instances")
-    # Alarms and scaling policies change no container: a deploy that changes only them replaces none.
-    data.pop("alarms", None)
-    data.pop("scaling_policies", None)
+    for field in OUTSIDE_TEMPLATE:
+        data.pop(field, None)
     return data
 
 

@@ -9,7 +9,8 @@
 
 Pure decisions: `lines` (split over-long lines, escape binary junk), `times` (what
 `--since`/`--until` mean), `caps` (what to drop when the store is over a cap), and the
-alarm condition in `keywords`. Everything else does I/O: `capture` reads the engine (and
+alarm condition in `keywords`; `keyword_spec` holds the keyword alarm forms (the API body
+and the app spec's `log_alarms:` entries). Everything else does I/O: `capture` reads the engine (and
 `capture.DrainingEngine` makes every removal wait for a container's last lines), `store`
 owns `<data>/logs.db` (its own file, so the state database never waits on log traffic),
 `shipping` posts to Elasticsearch or OpenSearch, `keywords` counts matching lines for the

@@ -10,8 +10,8 @@ deleted with the other alarms (`/v1/alarms`, `dkos alarms …`).
 Evaluation runs as lines arrive: the log store tells `KeywordAlarms` after every write,
 and it counts, for each log alarm, the matching lines of the last W seconds (one FTS5
 query). It also runs every `logs_alarm_tick` seconds, so an alarm resolves once its
-lines have left the window even when nothing new is written. `LogAlarmIn` is the form;
-`condition` is pure.
+lines have left the window even when nothing new is written. The forms (`LogAlarmIn`, and
+`LogAlarmSpec` for an app spec's `log_alarms:`) are in `keyword_spec`; `condition` is pure.
 """
 
 from __future__ import annotations
@@ -22,63 +22,19 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from dkos.alerts.engine import Alarms
 from dkos.alerts.evaluate import Evaluation, compute_evaluation
 from dkos.alerts.model import AlarmSource, Comparison, Condition, MissingData
-from dkos.alerts.spec import check_name, check_period
+from dkos.alerts.spec import check_period
 from dkos.alerts.store import AlarmRecord, Origin
 from dkos.apps.store import AppStore
 from dkos.core import passes
 from dkos.core.errors import BadQuery, NotFound
 from dkos.core.settings import Settings
+from dkos.logs.keyword_spec import LogAlarmIn
 from dkos.logs.store import LogStore, Row
 
 log = logging.getLogger(__name__)
-
-
-class LogAlarmIn(BaseModel):
-    """`POST /v1/log-alarms`: fire when at least `threshold` lines matching `query` were written
-    within `window` seconds, in `app` (or in any app of `project` when `app` is left out)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(description="Letters and digits, no spaces; unique in the project among all alarms.")
-    project: str = "default"
-    app: str | None = None
-    query: str = Field(min_length=1, max_length=1000, description="FTS5 search, as `dkos logs --grep`: `OutOfMemory`.")
-    threshold: int = Field(ge=1, le=10_000_000, description="N: matching lines needed within the window.")
-    window: int = Field(ge=1, le=86_400, description="W: seconds the lines are counted over.")
-    channels: list[str] = Field(default_factory=list, description="Channels notified on every transition.")
-    repeat_interval: float = Field(
-        14_400,
-        ge=0,
-        le=604_800,
-        description="Realert: seconds between repeated notifications while in ALARM (0: never).",
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_name(value)
-
-    def definition(self) -> dict[str, Any]:
-        """What the alarm store keeps: this form, plus the keys every alarm has."""
-        where = f"app {self.app}" if self.app else f"any app of {self.project}"
-        return {
-            "query": self.query,
-            "threshold": self.threshold,
-            "window": self.window,
-            "comparison": Comparison.GE.value,
-            "period": self.window,
-            "evaluation_periods": 1,
-            "datapoints_to_alarm": 1,
-            "missing": MissingData.NOT_BREACHING.value,
-            "channels": list(self.channels),
-            "repeat_interval": self.repeat_interval,
-            "summary": f"{where}: ≥ {self.threshold} log lines matching {self.query!r} within {self.window} s",
-        }
 
 
 def condition(definition: dict[str, Any]) -> Condition:
@@ -105,10 +61,20 @@ def needs_observing(alarm: AlarmRecord, evaluation: Evaluation, *, now: float, r
 
 
 async def create(
-    alarms: Alarms, store: LogStore, apps: AppStore, body: LogAlarmIn, *, min_period: float
+    alarms: Alarms,
+    store: LogStore,
+    apps: AppStore,
+    body: LogAlarmIn,
+    *,
+    min_period: float,
+    origin: Origin = Origin.API,
 ) -> AlarmRecord:
     """Check and store a log alarm (422 for a bad field or a window under the server's shortest
-    alarm period, 400 for a query FTS5 cannot parse, 404 for an unknown project, app or channel)."""
+    alarm period, 400 for a query FTS5 cannot parse, 404 for an unknown project, app or channel).
+
+    Through the API (`Origin.API`) a name already taken is 409. An app spec's declared alarms
+    (`Origin.SPEC`, from `api/alerting.sync_declared`) replace their earlier definition and keep
+    their state, as declared metric alarms do in `Alarms.create`."""
     check_period(body.window, minimum=min_period, field="window")
     if body.project not in {p["name"] for p in await apps.list_projects()}:
         raise NotFound(f"project '{body.project}' not found")
@@ -116,15 +82,15 @@ async def create(
         await apps.get_app(body.project, body.app)
     for name in body.channels:
         await alarms.store.get_channel(body.project, name)
-    await store.count(body.project, body.app, body.query, since_ns=time.time_ns())
+    await store.check_search(body.query)
     return await alarms.store.put_alarm(
         project=body.project,
         app=body.app,
         name=body.name,
         source=AlarmSource.LOGS,
         definition=body.definition(),
-        origin=Origin.API,
-        replace=False,
+        origin=origin,
+        replace=origin is Origin.SPEC,
     )
 
 

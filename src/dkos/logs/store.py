@@ -555,6 +555,11 @@ class LogStore:
 
         return await asyncio.to_thread(count)
 
+    async def check_search(self, text: str) -> None:
+        """Raise `BadQuery` if FTS5 cannot parse `text`: a keyword alarm's query is checked
+        before the alarm is stored, not at its first evaluation."""
+        await asyncio.to_thread(self._check_search, text)
+
     def _check_search(self, text: str) -> None:
         """Raise `BadQuery` if FTS5 cannot parse `text` (it parses only when a query runs)."""
         with self._read_lock:

@@ -154,3 +154,45 @@ def test_domains_need_an_http_port() -> None:
     with pytest.raises(InvalidInput) as caught:
         spec.parse("name: web\nimage: x\nports: [{name: db, container_port: 5432, protocol: tcp}]\ndomains: [a.b.c]")
     assert caught.value.problems[0].field == "ports"
+
+
+OOM = "{name: oom, query: OutOfMemory, threshold: 3, window: 60}"
+CPU = "{name: cpuhigh, metric: cpu_percent, threshold: 90, period: 300}"
+
+
+def test_log_alarms_are_declared_beside_metric_alarms_and_keep_their_values() -> None:
+    parsed = spec.parse(f"name: web\nimage: x\nalarms: [{CPU}]\nlog_alarms:\n  - {OOM}\n")
+    (oom,) = parsed.log_alarms
+    assert (oom.name, oom.query, oom.threshold, oom.window) == ("oom", "OutOfMemory", 3, 60)
+    assert oom.channels == [] and oom.repeat_interval == 14_400
+    assert parsed.alarm_names() == {"cpuhigh", "oom"}
+    assert spec.parse("name: web\nimage: x").log_alarms == []
+
+
+@pytest.mark.parametrize(
+    ("log_alarms", "field", "rule"),
+    [
+        ("[{name: oom, query: '', threshold: 3, window: 60}]", "log_alarms.0.query", "must not be empty"),
+        ("[{name: oom, query: '  ', threshold: 3, window: 60}]", "log_alarms.0.query", "must not be empty"),
+        ("[{name: oom, threshold: 3, window: 60}]", "log_alarms.0.query", "is required"),
+        ("[{name: oom, query: x, threshold: 0, window: 60}]", "log_alarms.0.threshold", "must be ≥ 1"),
+        ("[{name: oom, query: x, threshold: 2.5, window: 60}]", "log_alarms.0.threshold", "whole number"),
+        ("[{name: oom, query: x, threshold: 3}]", "log_alarms.0.window", "is required"),
+        ("[{name: oom, query: x, threshold: 3, window: 0}]", "log_alarms.0.window", "must be ≥ 1"),
+        ("[{name: o o m, query: x, threshold: 3, window: 60}]", "log_alarms.0.name", "letters and digits"),
+        ("[{name: oom, query: x, threshold: 3, window: 60, metric: cpu}]", "log_alarms.0.metric", "not a known"),
+        ("[{name: oom, query: x, threshold: 3, window: 60, app: api}]", "log_alarms.0.app", "not a known"),
+        (f"[{OOM}, {OOM}]", "log_alarms.1.name", "declared twice"),
+        ("[{name: cpuhigh, query: x, threshold: 3, window: 60}]", "log_alarms.0.name", "declared twice"),
+    ],
+)
+def test_a_bad_log_alarm_names_its_field(log_alarms: str, field: str, rule: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        spec.parse(f"name: web\nimage: x\nalarms: [{CPU}]\nlog_alarms: {log_alarms}")
+    assert any(p.field == field and rule in p.rule for p in caught.value.problems), caught.value.problems
+
+
+def test_metric_alarm_names_are_unique_too() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        spec.parse(f"name: web\nimage: x\nalarms: [{CPU}, {CPU}]")
+    assert [p.field for p in caught.value.problems] == ["alarms.1.name"]

@@ -28,3 +28,14 @@ def test_the_change_line_says_what_changed() -> None:
     new = BASE.model_copy(update={"image": "demo:2", "instances": 3, "env": {"A": "1"}})
     assert describe_change(BASE, new, ChangeKind.UPDATE) == "image demo:1 → demo:2; env changed; instances 2 → 3"
     assert describe_change(None, BASE, ChangeKind.CREATE) == "created with image demo:1, 2 instances"
+
+
+def test_declaring_changing_or_dropping_alarms_keeps_the_template() -> None:
+    oom = {"name": "oom", "query": "OutOfMemory", "threshold": 3, "window": 60}
+    cpu = {"name": "cpuhigh", "metric": "cpu_percent", "threshold": 90, "period": 300}
+    declared = spec.validate({**BASE.to_json(), "log_alarms": [oom], "alarms": [cpu]})
+    assert _hash(declared, ChangeKind.UPDATE) == "h0"
+    changed = spec.validate({**BASE.to_json(), "log_alarms": [{**oom, "threshold": 5}]})
+    dropped = compute_template_hash(BASE, previous_spec=changed, previous_hash="h1", kind=ChangeKind.UPDATE, version=3)
+    assert dropped == "h1"
+    assert _hash(declared.model_copy(update={"image": "demo:2"}), ChangeKind.UPDATE) != "h0"

@@ -10,10 +10,10 @@ from dkos.alerts.model import AlarmSource, AlarmState, Comparison
 from dkos.alerts.store import AlarmRecord, Origin
 from dkos.alerts.transitions import AlarmStatus
 from dkos.core.errors import BadQuery
-from dkos.logs import caps, keywords
+from dkos.logs import caps, keyword_spec, keywords
 from dkos.logs.store import LogStore
 
-FORM = keywords.LogAlarmIn(name="oom", app="web", query="OutOfMemory", threshold=3, window=60)
+FORM = keyword_spec.LogAlarmIn(name="oom", app="web", query="OutOfMemory", threshold=3, window=60)
 
 
 def record(state: AlarmState, value: float | None, evaluated_at: float | None) -> AlarmRecord:
@@ -39,7 +39,7 @@ def test_the_definition_carries_what_every_alarm_has_and_a_summary() -> None:
 
 def test_bad_names_are_refused() -> None:
     with pytest.raises(ValueError, match="letters and digits"):
-        keywords.LogAlarmIn(name="o o m", query="x", threshold=1, window=1)
+        keyword_spec.LogAlarmIn(name="o o m", query="x", threshold=1, window=1)
 
 
 def test_an_unchanged_evaluation_is_stored_only_once_in_a_while() -> None:
@@ -68,4 +68,8 @@ async def test_the_store_counts_matching_lines_of_an_app_or_a_project_since_a_ti
         await store.count("default", "web", "foo-bar", since_ns=since)
     with pytest.raises(BadQuery):
         await store.count("default", "web", "foo-bar", since_ns=now + 10**12)
+    await store.check_search('"connection-refused" OR time*')
+    for bad in ("foo-bar", '"unterminated', "AND"):
+        with pytest.raises(BadQuery):
+            await store.check_search(bad)
     await store.close()
