@@ -74,7 +74,7 @@ def start_printers(owner: str, containers: int, per_container: int) -> list[str]
                 "--label", f"dkos.instance=ingest-{n}", "--label", "dkos.version=1",
                 "--log-opt", "max-size=200m", "--log-opt", "max-file=2",
                 IMAGE, "sh", "-c",
-                f"seq {per_container} | awk '{{print \"ingest-{n} GET /api/items/\" $1 \" 200 12ms user=\" $1%977}}'",
+                f"seq {per_container} | sed 's,.*,ingest-{n} GET /api/items/& 200 12ms user=&,'",
             )
         )  # fmt: skip
     return ids

@@ -27,6 +27,7 @@ from dkos.engines.base import (
     ContainerSpec,
     ContainerState,
     EngineEventKind,
+    LogLine,
     LogRotation,
     LogStream,
     PortSpec,
@@ -87,6 +88,21 @@ async def engine(image: str) -> AsyncIterator[DockerEngine]:
     for status in await engine.recover({LABEL_OWNER: OWNER}):
         await engine.destroy(status.id)
     await engine.close()
+
+
+@pytest.fixture(params=["files", "endpoint"])
+async def log_engine(request: pytest.FixtureRequest, engine: DockerEngine) -> AsyncIterator[DockerEngine]:
+    """The driver reading json-file files from disk, and the one asking the engine's log endpoint."""
+    if request.param == "files":
+        yield engine
+        return
+    reader = DockerEngine(log_files=False)
+    yield reader
+    await reader.close()
+
+
+async def read_logs(engine: DockerEngine, container_id: str, **options: Any) -> list[LogLine]:
+    return [line async for batch in engine.logs(container_id, **{"follow": False, **options}) for line in batch]
 
 
 def spec(**overrides: Any) -> ContainerSpec:
@@ -168,7 +184,7 @@ async def test_a_command_that_does_not_exist_exits_127_with_the_reason_in_its_lo
     # docker-init is PID 1 and execs the command, so the start itself succeeds.
     status = await engine.start(spec(command=("/no/such/program",)))
     assert (await engine.wait(status.id)).exit_code == 127
-    lines = [line async for line in engine.logs(status.id, follow=False)]
+    lines = await read_logs(engine, status.id)
     assert any("/no/such/program" in line.text for line in lines if line.stream is LogStream.STDERR)
 
 
@@ -210,7 +226,7 @@ async def test_command_replaces_the_entrypoint_and_args_the_cmd(engine: DockerEn
     config = docker_inspect(status.id)["Config"]
     assert config["Entrypoint"] == ["sh", "-c"]
     assert config["Cmd"] == ["echo from-args; sleep 30", "ignored-$0"]
-    lines = [line async for line in engine.logs(status.id, follow=False)]
+    lines = await read_logs(engine, status.id)
     assert [line.text for line in lines] == ["from-args"]
 
 
@@ -410,12 +426,12 @@ async def test_stats_end_when_the_container_stops(engine: DockerEngine) -> None:
     assert 1 <= len(samples) <= 4
 
 
-async def test_logs_tell_stdout_from_stderr(engine: DockerEngine) -> None:
+async def test_logs_tell_stdout_from_stderr(engine: DockerEngine, log_engine: DockerEngine) -> None:
     status = await engine.start(
         spec(args=("sh", "-c", "echo out-1; echo err-1 >&2; sleep 0.05; echo out-2; printf tail"))
     )
     await engine.wait(status.id)
-    lines = [line async for line in engine.logs(status.id, follow=False)]
+    lines = await read_logs(log_engine, status.id)
     by_stream = {stream: [line.text for line in lines if line.stream is stream] for stream in LogStream}
     assert by_stream[LogStream.STDOUT] == ["out-1", "out-2", "tail"]
     assert by_stream[LogStream.STDERR] == ["err-1"]
@@ -423,25 +439,44 @@ async def test_logs_tell_stdout_from_stderr(engine: DockerEngine) -> None:
 
 
 async def test_logs_follow_until_the_container_exits_and_honour_since(
-    engine: DockerEngine,
+    engine: DockerEngine, log_engine: DockerEngine
 ) -> None:
     status = await engine.start(spec(args=("sh", "-c", "echo early; sleep 1; echo late; sleep 0.5")))
     began = time.monotonic()
-    followed = [line async for line in engine.logs(status.id, follow=True)]
+    followed = await read_logs(log_engine, status.id, follow=True)
     assert [line.text for line in followed] == ["early", "late"]
     assert time.monotonic() - began > 1  # it waited for the later line and the exit
     # `since_ns` is exact and inclusive: capture resumes from the last stored line's time.
-    since = [line.text async for line in engine.logs(status.id, follow=False, since_ns=followed[1].time_ns)]
-    assert since == ["late"]
-    after = [line.text async for line in engine.logs(status.id, follow=False, since_ns=followed[1].time_ns + 1)]
-    assert after == []
+    since = await read_logs(log_engine, status.id, since_ns=followed[1].time_ns)
+    assert [line.text for line in since] == ["late"]
+    assert await read_logs(log_engine, status.id, since_ns=followed[1].time_ns + 1) == []
 
 
-async def test_a_long_line_comes_back_whole(engine: DockerEngine) -> None:
-    status = await engine.start(spec(args=("sh", "-c", "head -c 40000 /dev/zero | tr '\\0' x; echo")))
+async def test_a_long_line_and_escapes_come_back_as_written(engine: DockerEngine, log_engine: DockerEngine) -> None:
+    status = await engine.start(
+        spec(args=("sh", "-c", "head -c 40000 /dev/zero | tr '\\0' x; echo; printf 'tab\\there <\\\\> \\001\\n'"))
+    )
     await engine.wait(status.id)
-    lines = [line async for line in engine.logs(status.id, follow=False)]
-    assert [len(line.text) for line in lines] == [40000]
+    lines = await read_logs(log_engine, status.id)
+    assert [len(line.text) for line in lines] == [40000, 14]
+    assert lines[1].data == b"tab\there <\\> \x01"
+
+
+async def test_following_across_rotations_loses_no_line_and_repeats_none(engine: DockerEngine) -> None:
+    # 2,000 lines in bursts of 50 through 10 KB files, 5 kept: the engine rotates every
+    # second burst or so, and what it keeps covers about a second of output. Files only:
+    # the engine's own endpoint (Docker 20.10) sends lines again after a rotation.
+    script = "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); [ $((i % 50)) = 0 ] && sleep 0.1; done; :"
+    status = await engine.start(spec(args=("sh", "-c", script), log_rotation=LogRotation(max_size="10k", max_files=5)))
+    followed = await asyncio.wait_for(read_logs(engine, status.id, follow=True), timeout=60)
+    assert [line.text for line in followed] == [f"line-{i}" for i in range(2000)]
+    assert os.path.exists(docker_inspect(status.id)["LogPath"] + ".4")  # it did rotate, 4 times or more
+
+
+async def test_a_local_engine_s_logs_are_read_from_its_files(engine: DockerEngine) -> None:
+    status = await engine.start(spec(args=("sh", "-c", "echo hi")))
+    assert await engine._log_file(status.id) == docker_inspect(status.id)["LogPath"]
+    assert await DockerEngine(log_files=True, url="tcp://127.0.0.1:9")._log_file(status.id) is None
 
 
 # --- engine identity and availability ------------------------------------------------------

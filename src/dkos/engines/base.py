@@ -145,7 +145,8 @@ class LogLine(NamedTuple):
     stream: LogStream
     data: bytes
     partial: bool = False
-    """The driver cut an over-long line here; the rest follows in the next line(s)."""
+    """The line goes on in the next line(s) of its stream: the engine split it (json-file
+    cuts at 16 KiB; the driver joins such parts again) or it was too long to join."""
 
     @property
     def time(self) -> float:
@@ -244,9 +245,10 @@ class Engine(Protocol):
         """The engine's stats stream for one container, until it stops."""
         ...
 
-    def logs(self, container_id: str, *, follow: bool, since_ns: int | None = None) -> AsyncIterator[LogLine]:
+    def logs(self, container_id: str, *, follow: bool, since_ns: int | None = None) -> AsyncIterator[list[LogLine]]:
         """Stdout and stderr lines in the order the engine stored them, from `since_ns`
-        (inclusive) or the first one kept, optionally following until the container stops.
+        (inclusive) or the first one kept, optionally following until the container stops;
+        in batches as they are read (a line at a time would cost capture more than the line).
         A stream the engine cuts raises `EngineUnavailable` or just ends: a caller that must
         tell the two apart asks `inspect` whether the container still runs."""
         ...

@@ -59,6 +59,7 @@ from dkos.core.errors import (
     EngineUnavailable,
     ImageNotFound,
 )
+from dkos.engines import loglines
 from dkos.engines.base import (
     Capabilities,
     ContainerSpec,
@@ -113,9 +114,9 @@ _STREAMS = {1: LogStream.STDOUT, 2: LogStream.STDERR}
 _FRAME_HEADER = struct.Struct(">BxxxL")
 """The multiplexed stream's frame header: stream id, 3 padding bytes, payload length."""
 
-_MAX_JOINED_LINE = 1 << 20
-"""A log line split by the engine (json-file cuts lines at 16 KiB) is joined back up to
-this many bytes; a longer one is emitted in pieces so a runaway writer cannot fill memory."""
+_LOG_POLL = (0.01, 0.25)
+"""Seconds between looks at a followed json-file file: the shortest right after it grew,
+doubling while it stays quiet up to the longest (4 looks a second for an idle container)."""
 
 
 def _unlimited_connector(url: str) -> aiohttp.BaseConnector | None:
@@ -144,15 +145,18 @@ class DockerEngine:
         *,
         request_timeout: float = 60.0,
         connect_timeout: float = 5.0,
+        log_files: bool = True,
     ) -> None:
         """`url`: `unix:///path`, `tcp://host:port` or `http(s)://host:port`; None means
         DOCKER_HOST, else the local socket. `request_timeout` bounds every call that is
-        not a stream or a wait (settings pass it in); `connect_timeout` bounds connecting."""
+        not a stream or a wait (settings pass it in); `connect_timeout` bounds connecting.
+        `log_files`: read a local engine's json-file logs from disk (see `logs`)."""
         # Resolved here rather than by aiodocker, whose own search fails an assertion when
         # no socket exists yet: the engine may come up after dkos.
         self.url = url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
+        self._log_files = log_files
         self._docker: aiodocker.Docker | None = None
 
     async def __aenter__(self) -> DockerEngine:
@@ -353,14 +357,100 @@ class DockerEngine:
                     return
                 yield sample
 
-    async def logs(self, container_id: str, *, follow: bool, since_ns: int | None = None) -> AsyncIterator[LogLine]:
-        """Lines in the order the engine stored them (json-file: stdout and stderr are
+    async def logs(
+        self, container_id: str, *, follow: bool, since_ns: int | None = None
+    ) -> AsyncIterator[list[LogLine]]:
+        """Batches of lines in the order the engine stored them (json-file: stdout and stderr are
         copied concurrently, so lines written within microseconds on the two streams may
-        swap); lines the engine split at 16 KiB are joined again, up to `_MAX_JOINED_LINE`.
-        `since_ns` is inclusive and exact: the engine is asked for `seconds.nanoseconds`.
+        swap); lines the engine split at 16 KiB are joined again, up to
+        `loglines.MAX_JOINED_LINE`. `since_ns` is inclusive and exact.
 
-        The body is read in chunks and cut into frames by `_split_frames`, not frame by
-        frame: two awaits per line would cap capture far below what the engine writes."""
+        A local engine's json-file files are read straight from disk when this process may
+        read them (`loglines.JsonFileTail`: it spares dockerd a JSON decode and encode per
+        line); otherwise, and with `log_files=False`, the engine's log endpoint is read."""
+        joiner = loglines.LineJoiner()
+        path = await self._log_file(container_id) if self._log_files else None
+        tail = loglines.JsonFileTail(path, since_ns=since_ns) if path else None
+        if tail is not None:
+            try:
+                tail.open()
+            except OSError:
+                tail = None
+        if tail is not None:
+            try:
+                async for batch in self._follow_file(container_id, tail, follow=follow):
+                    if lines := joiner.feed(batch):
+                        yield lines
+            finally:
+                tail.close()
+        else:
+            async for batch in self._follow_endpoint(container_id, follow=follow, since_ns=since_ns):
+                if lines := joiner.feed(batch):
+                    yield lines
+        # The stream ended cleanly: a last line without a newline is still a line.
+        if lines := joiner.flush():
+            yield lines
+
+    async def _log_file(self, container_id: str) -> str | None:
+        """The container's json-file path, if the engine runs on this machine and has one."""
+        if not self.url.startswith("unix://"):
+            return None
+        async with self._call(f"inspect container {container_id}") as docker:
+            data = await self._inspect_raw(docker, container_id)
+        if data is None:
+            raise EngineError(f"Docker engine at {self.url} has no container {container_id}")
+        config = (data.get("HostConfig") or {}).get("LogConfig") or {}
+        path = data.get("LogPath")
+        return str(path) if path and config.get("Type") == "json-file" else None
+
+    async def _follow_file(
+        self, container_id: str, tail: loglines.JsonFileTail, *, follow: bool
+    ) -> AsyncIterator[list[LogLine]]:
+        """Lines from `tail` as they are written; with `follow`, until the container has
+        stopped and its file is read to the end (the engine has written every line by
+        the time it reports the stop)."""
+        stopped = asyncio.create_task(self._stopped(container_id)) if follow else None
+        delay = _LOG_POLL[0]
+        try:
+            while True:
+                done = stopped is not None and stopped.done()
+                lines = tail.read()
+                if lines:
+                    yield lines
+                    delay = _LOG_POLL[0]
+                    continue
+                if stopped is None or done:
+                    break
+                await asyncio.wait([stopped], timeout=delay)
+                delay = min(delay * 2, _LOG_POLL[1])
+            if stopped is not None:
+                stopped.result()  # an engine lost while waiting: the caller reopens from its position
+        finally:
+            if stopped is not None:
+                stopped.cancel()
+                with contextlib.suppress(asyncio.CancelledError, DkosError):
+                    await stopped
+
+    async def _stopped(self, container_id: str) -> None:
+        """Returns when the container is not running (or is gone)."""
+        async with self._call(f"wait for container {container_id}") as docker:
+            try:
+                await docker._query_json(
+                    f"containers/{container_id}/wait",
+                    "POST",
+                    params={"condition": "not-running"},
+                    timeout=self._stream_timeout(),
+                )
+            except DockerError as exc:
+                if exc.status != 404:
+                    raise
+
+    async def _follow_endpoint(
+        self, container_id: str, *, follow: bool, since_ns: int | None
+    ) -> AsyncIterator[list[LogLine]]:
+        """Lines from the engine's log endpoint. The body is read in chunks and cut into
+        frames by `_split_frames`, not frame by frame: two awaits per line would cap capture
+        far below what the engine writes."""
         params: dict[str, Any] = {
             "stdout": True,
             "stderr": True,
@@ -369,20 +459,15 @@ class DockerEngine:
         }
         if since_ns is not None:
             params["since"] = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
-        joiner = _LineJoiner()
         async with self._call(f"read the logs of container {container_id}") as docker:
             buffer = bytearray()
             async for chunk in self._log_body(docker, container_id, params):
                 buffer += chunk
                 frames, used = _split_frames(buffer)
                 del buffer[:used]
-                for line in joiner.feed(frames):
-                    yield line
+                yield _frame_lines(frames)
             if buffer:
                 raise asyncio.IncompleteReadError(bytes(buffer), None)
-            # The stream ended cleanly: a last line without a newline is still a line.
-            for line in joiner.flush():
-                yield line
 
     async def _log_body(
         self, docker: aiodocker.Docker, container_id: str, params: Mapping[str, Any]
@@ -779,70 +864,28 @@ def _split_frames(buffer: bytes | bytearray) -> tuple[list[tuple[int, bytes]], i
     return frames, pos
 
 
-_EPOCH_OF_SECOND: dict[bytes, int] = {}
-"""`2026-11-25T19:44:20` → epoch seconds: consecutive lines share their second, so the
-date is parsed once per second of output, not once per line."""
-
-
-def _stamp_ns(stamp: bytes) -> int | None:
-    """The engine's RFC 3339 timestamp (`...T19:44:20.123456789Z`) as exact epoch nanoseconds."""
-    head, _, rest = stamp.partition(b".")
-    if rest.endswith(b"Z") and rest[:-1].isdigit():
-        seconds = _EPOCH_OF_SECOND.get(head)
-        if seconds is None:
-            parsed = _parse_time(head.decode("ascii", errors="replace") + "Z")
-            if parsed is None:
-                return None
-            if len(_EPOCH_OF_SECOND) > 4096:
-                _EPOCH_OF_SECOND.clear()
-            seconds = _EPOCH_OF_SECOND[head] = round(parsed)
-        return seconds * 1_000_000_000 + int(rest[:-1].ljust(9, b"0")[:9])
-    parsed = _parse_time(stamp.decode("ascii", errors="replace"))  # an offset other than Z
-    return None if parsed is None else round(parsed * 1e9)
-
-
-class _LineJoiner:
-    """Frames → lines: a line the engine split (no newline at the end of a frame) is joined
-    with what follows on the same stream and carries the time of its first part."""
-
-    def __init__(self) -> None:
-        self._pending: dict[LogStream, tuple[int, bytearray]] = {}
-
-    def feed(self, frames: list[tuple[int, bytes]]) -> list[LogLine]:
-        lines: list[LogLine] = []
-        append = lines.append
-        pending = self._pending
-        seconds_of = _EPOCH_OF_SECOND
-        for stream_id, payload in frames:
-            stream = _STREAMS.get(stream_id)
-            if stream is None:
-                continue  # stdin (0) never carries output
-            # The engine's fixed-width stamp (`2026-11-25T19:44:20.123456789Z `), parsed in
-            # place: this loop runs for every line captured.
-            seconds = seconds_of.get(payload[:19]) if payload[29:31] == b"Z " else None
-            if seconds is not None:
-                at: int | None = seconds * 1_000_000_000 + int(payload[20:29])
-                text = payload[31:]
-            else:
-                stamp, _, text = payload.partition(b" ")
-                at = _stamp_ns(stamp)
-                if at is None:
-                    at = time.time_ns()
-            assert at is not None
-            if not pending and text[-1:] == b"\n":
-                append(LogLine(at, stream, text[:-1]))  # the common case: one frame, one line
-                continue
-            first_at, buffer = pending.pop(stream, (at, bytearray()))
-            buffer += text
-            if buffer.endswith(b"\n"):
-                append(LogLine(first_at, stream, bytes(buffer[:-1])))
-            elif len(buffer) >= _MAX_JOINED_LINE:
-                append(LogLine(first_at, stream, bytes(buffer), partial=True))
-            else:
-                pending[stream] = (first_at, buffer)
-        return lines
-
-    def flush(self) -> list[LogLine]:
-        lines = [LogLine(at, stream, bytes(buffer)) for stream, (at, buffer) in self._pending.items()]
-        self._pending.clear()
-        return lines
+def _frame_lines(frames: list[tuple[int, bytes]]) -> list[LogLine]:
+    """Frames of a log stream asked `timestamps=true` → lines; stdin (0) never carries output."""
+    lines: list[LogLine] = []
+    append = lines.append
+    seconds_of = loglines.epoch_of_second
+    for stream_id, payload in frames:
+        stream = _STREAMS.get(stream_id)
+        if stream is None:
+            continue
+        # The engine's fixed-width stamp (`2026-11-25T19:44:20.123456789Z `), parsed in
+        # place: this runs for every line captured.
+        seconds = seconds_of(payload[:19]) if payload[29:31] == b"Z " else None
+        if seconds is not None:
+            at: int | None = seconds * 1_000_000_000 + int(payload[20:29])
+            text = payload[31:]
+        else:
+            stamp, _, text = payload.partition(b" ")
+            at = loglines.stamp_ns(stamp)
+        if at is None:
+            at = time.time_ns()
+        if text[-1:] == b"\n":
+            append(LogLine(at, stream, text[:-1]))
+        else:
+            append(LogLine(at, stream, text, partial=True))  # the engine split it; the rest follows
+    return lines

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from itertools import repeat
 from types import TracebackType
 from typing import Self
 
@@ -190,38 +191,50 @@ class Capture:
         live = self._live.setdefault(cid, [stored.ts_ns, stored.count])
         start = Position(live[0], live[1])
         last_ts, seen = -1, 0
-        max_bytes = self.max_line_bytes
-        append = self._rows.append
-        touched = self._touched
-        escape = lines.escape
-        stream: AsyncIterator[base.LogLine] = self.engine.logs(cid, follow=True, since_ns=start.ts_ns or None)
-        async for line in stream:
-            ts = line.time_ns
-            if ts == last_ts:
-                seen += 1
-            else:
-                last_ts, seen = ts, 1
-            if start.count and start.already_stored(ts, seen):
-                continue
-            stream_index = _STREAM_INDEX[line.stream]
-            data = line.data
-            if len(data) <= max_bytes and not line.partial:
-                text, escaped = escape(data)
-                append((project, app, instance, version, ts, stream_index, 0, int(escaped), text))
-            else:
-                for piece in lines.split(data, max_bytes=max_bytes, continued=line.partial):
-                    flags = row_flags(escaped=piece.escaped, more=piece.more)
-                    append((project, app, instance, version, ts, stream_index, piece.part, flags, piece.text))
-            if ts == live[0]:
-                live[1] += 1
-            else:
-                live[0], live[1] = ts, 1
-            touched.add(cid)
+        stream = self.engine.logs(cid, follow=True, since_ns=start.ts_ns or None)
+        async for batch in stream:
+            if start.count:
+                # The first lines again may be ones stored before: the engine's `since` is
+                # inclusive, and several lines can share the stored line's time.
+                for index, line in enumerate(batch):
+                    ts = line.time_ns
+                    last_ts, seen = (ts, seen + 1) if ts == last_ts else (ts, 1)
+                    if not start.already_stored(ts, seen):
+                        batch = batch[index:]
+                        start = Position()  # lines come back in order: the rest are new
+                        break
+                else:
+                    continue
+            self._rows += self._to_rows(batch, project, app, instance, version)
+            _advance(live, batch)
+            self._touched.add(cid)
             if not self._has_rows.is_set():
                 self._has_rows.set()
             if len(self._rows) >= 4 * self.batch_lines:  # the writer is behind: wait for it
                 self._room.clear()
                 await self._room.wait()
+
+    def _to_rows(self, batch: list[base.LogLine], project: str, app: str, instance: str, version: int) -> list[Row]:
+        """Lines → rows: escaped, and cut into pieces when over-long. One C-speed pass over
+        the whole batch when no line needs either, which is nearly always."""
+        times, streams, datas, partials = zip(*batch, strict=True)
+        clean = lines.clean_texts(datas, max_bytes=self.max_line_bytes)
+        if clean is not None and not any(partials):
+            n = len(batch)
+            return list(
+                zip(
+                    repeat(project, n), repeat(app, n), repeat(instance, n), repeat(version, n), times,
+                    map(_STREAM_INDEX.__getitem__, streams), repeat(0, n), repeat(0, n), clean,
+                    strict=True,
+                )
+            )  # fmt: skip
+        rows: list[Row] = []
+        for line in batch:
+            index = _STREAM_INDEX[line.stream]
+            for piece in lines.split(line.data, max_bytes=self.max_line_bytes, continued=line.partial):
+                flags = row_flags(escaped=piece.escaped, more=piece.more)
+                rows.append((project, app, instance, version, line.time_ns, index, piece.part, flags, piece.text))
+        return rows
 
     def _finish(self, cid: str) -> None:
         live = self._live.get(cid)
@@ -305,6 +318,20 @@ class Capture:
             await self.flush()
 
 
+def _advance(live: list[int], batch: list[base.LogLine]) -> None:
+    """The live position after `batch`: the last line's time, and how many lines read carry it."""
+    last = batch[-1].time_ns
+    same = 0
+    for line in reversed(batch):
+        if line.time_ns != last:
+            break
+        same += 1
+    if same == len(batch) and last == live[0]:
+        live[1] += same
+    else:
+        live[0], live[1] = last, same
+
+
 class DrainingEngine:
     """The `Engine` protocol with one change: `destroy` drains the container's logs first.
 
@@ -349,7 +376,9 @@ class DrainingEngine:
     def stats(self, container_id: str) -> AsyncIterator[base.ContainerStats]:
         return self._inner.stats(container_id)
 
-    def logs(self, container_id: str, *, follow: bool, since_ns: int | None = None) -> AsyncIterator[base.LogLine]:
+    def logs(
+        self, container_id: str, *, follow: bool, since_ns: int | None = None
+    ) -> AsyncIterator[list[base.LogLine]]:
         return self._inner.logs(container_id, follow=follow, since_ns=since_ns)
 
     def events(self, labels: Mapping[str, str]) -> AsyncIterator[base.EngineEvent]:

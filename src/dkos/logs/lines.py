@@ -12,12 +12,14 @@ a reader can join them back.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_MAX_LINE_BYTES = 32 * 1024
 """Vector's `max_line_bytes` default; Docker itself cuts at 16 KiB (and the driver rejoins)."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,21 @@ def escape(data: bytes) -> tuple[str, bool]:
     if _CONTROL.search(text) is None:
         return text, False
     return _CONTROL.sub(_escape_char, text), True
+
+
+def clean_texts(datas: Sequence[bytes], *, max_bytes: int = DEFAULT_MAX_LINE_BYTES) -> list[str] | None:
+    """The lines as text if none needs escaping or cutting, checked with one decode and one
+    search over the whole batch; None if any does (each line then goes through `split`)."""
+    if not datas or max(map(len, datas)) > max_bytes:
+        return None
+    try:
+        text = b"\n".join(datas).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if _CONTROL_BUT_NEWLINE.search(text) is not None:
+        return None
+    texts = text.split("\n")
+    return texts if len(texts) == len(datas) else None
 
 
 def _escape_char(match: re.Match[str]) -> str:

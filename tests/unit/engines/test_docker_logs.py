@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from dkos.engines import docker
+from dkos.engines import docker, loglines
 from dkos.engines.base import LogLine, LogStream
 
 
@@ -21,22 +21,25 @@ def test_frames_are_cut_from_chunks_and_an_incomplete_one_waits() -> None:
 
 
 def test_engine_timestamps_are_exact_to_the_nanosecond() -> None:
-    assert docker._stamp_ns(b"2026-11-25T19:44:20.123456789Z") == 1_795_635_860_123_456_789
-    assert docker._stamp_ns(b"2026-11-25T19:44:20.1Z") == 1_795_635_860_100_000_000
-    assert docker._stamp_ns(b"2026-11-25T20:44:20.000000001+01:00") == 1_795_635_860_000_000_000  # via float
-    assert docker._stamp_ns(b"junk") is None
+    assert loglines.stamp_ns(b"2026-11-25T19:44:20.123456789Z") == 1_795_635_860_123_456_789
+    assert loglines.stamp_ns(b"2026-11-25T19:44:20.1Z") == 1_795_635_860_100_000_000
+    assert loglines.stamp_ns(b"2026-11-25T20:44:20.000000001+01:00") == 1_795_635_860_000_000_000  # via float
+    assert loglines.stamp_ns(b"2026-11-25T19:44:20Z") == 1_795_635_860_000_000_000  # json-file: no fraction
+    assert loglines.stamp_ns(b"junk") is None
 
 
 def test_lines_split_by_the_engine_are_joined_with_the_time_of_their_first_part() -> None:
-    joiner = docker._LineJoiner()
+    joiner = loglines.LineJoiner()
     lines = joiner.feed(
-        [
-            (1, b"2026-11-25T19:44:20.000000001Z part-a "),
-            (2, b"2026-11-25T19:44:20.000000002Z err\n"),
-            (1, b"2026-11-25T19:44:20.000000003Z part-b\n"),
-            (0, b"2026-11-25T19:44:20.000000004Z stdin is ignored\n"),
-            (1, b"2026-11-25T19:44:20.000000005Z no newline"),
-        ]
+        docker._frame_lines(
+            [
+                (1, b"2026-11-25T19:44:20.000000001Z part-a "),
+                (2, b"2026-11-25T19:44:20.000000002Z err\n"),
+                (1, b"2026-11-25T19:44:20.000000003Z part-b\n"),
+                (0, b"2026-11-25T19:44:20.000000004Z stdin is ignored\n"),
+                (1, b"2026-11-25T19:44:20.000000005Z no newline"),
+            ]
+        )
     )
     base = 1_795_635_860_000_000_000
     assert lines == [
@@ -47,8 +50,8 @@ def test_lines_split_by_the_engine_are_joined_with_the_time_of_their_first_part(
 
 
 def test_a_runaway_line_is_emitted_in_marked_pieces() -> None:
-    joiner = docker._LineJoiner()
-    chunk = b"x" * (docker._MAX_JOINED_LINE // 2 + 1)
+    joiner = loglines.LineJoiner()
+    chunk = b"x" * (loglines.MAX_JOINED_LINE // 2 + 1)
     stamp = b"2026-11-25T19:44:20.000000001Z "
-    lines = joiner.feed([(1, stamp + chunk), (1, stamp + chunk), (1, stamp + b"end\n")])
+    lines = joiner.feed(docker._frame_lines([(1, stamp + chunk), (1, stamp + chunk), (1, stamp + b"end\n")]))
     assert [(len(line.data), line.partial) for line in lines] == [(len(chunk) * 2, True), (3, False)]

@@ -43,3 +43,9 @@ def test_binary_junk_without_character_boundaries_is_still_split() -> None:
     pieces = lines.split(b"\x80" * 10, max_bytes=4)
     assert [p.part for p in pieces] == [1, 2, 3]
     assert all(p.escaped for p in pieces)
+
+
+def test_a_batch_is_taken_whole_only_when_no_line_needs_escaping_or_cutting() -> None:
+    assert lines.clean_texts([b"GET /", "é ✓".encode(), b"", b"tab\there"]) == ["GET /", "é ✓", "", "tab\there"]
+    for odd in (b"bell\x07", b"crlf\r", b"\xff\xfe", b"x" * 300):
+        assert lines.clean_texts([b"fine", odd], max_bytes=256) is None
