@@ -6,9 +6,13 @@ against a reference measured in the same run.
 
 1. Ingest (goal ≥ 50,000 lines/s). Capture (`logs.capture.Capture` into a `LogStore`, as the
    server runs them, on the real engine) follows N containers that each print M numbered lines
-   as fast as awk writes them: lines stored per second, from the first container's start to
-   the last line stored ("live"), and again for the same lines already written when capture
-   starts ("backlog"). Reference: `docker logs` of the same containers into /dev/null.
+   as fast as they can: lines stored per second, from the first container's start to the
+   last line stored ("live"), and again for the same lines already written when capture
+   starts ("backlog"). References: the same containers run with no capture, start to exit
+   ("engine alone": what the engine itself can take in), and `docker logs` of them into
+   /dev/null. Twice: with `sed` writing (stdout block-buffered, as most programs write to a
+   pipe), then with busybox `awk`, which makes a write() per line, as loggers that flush
+   every record do; the engine's cost per write, not per byte, then bounds everything.
 2. Search (goal ≤ 200 ms median). L lines of 10 apps over 7 days are written straight into a
    `LogStore` (not through containers: 10 M lines through the engine would take longer than
    the whole budget, and its rotation would keep only 30 MB per container) and, line for
@@ -64,7 +68,13 @@ def docker(*args: str) -> str:
 # --- 1. ingest -------------------------------------------------------------------------------
 
 
-def start_printers(owner: str, containers: int, per_container: int) -> list[str]:
+WRITERS = {
+    "sed (block-buffered stdout)": "seq {lines} | sed 's,.*,ingest-{n} GET /api/items/& 200 12ms user=&,'",
+    "awk (a write() per line)": 'seq {lines} | awk \'{{print "ingest-{n} GET /api/items/" $1 " 200 12ms user=" $1}}\'',
+}
+
+
+def start_printers(owner: str, containers: int, per_container: int, writer: str) -> list[str]:
     ids = []
     for n in range(containers):
         ids.append(
@@ -73,11 +83,22 @@ def start_printers(owner: str, containers: int, per_container: int) -> list[str]
                 "--label", f"dkos.owner={owner}", "--label", "dkos.project=bench", "--label", "dkos.app=ingest",
                 "--label", f"dkos.instance=ingest-{n}", "--label", "dkos.version=1",
                 "--log-opt", "max-size=200m", "--log-opt", "max-file=2",
-                IMAGE, "sh", "-c",
-                f"seq {per_container} | sed 's,.*,ingest-{n} GET /api/items/& 200 12ms user=&,'",
+                IMAGE, "sh", "-c", WRITERS[writer].format(lines=per_container, n=n),
             )
         )  # fmt: skip
     return ids
+
+
+def engine_alone(containers: int, per_container: int, writer: str) -> float:
+    """Seconds from the first start to the last exit with nothing capturing."""
+    began = time.monotonic()
+    ids = start_printers(uuid.uuid4().hex, containers, per_container, writer)
+    try:
+        for cid in ids:
+            docker("wait", cid)
+        return time.monotonic() - began
+    finally:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
 
 
 async def capture_until(owner: str, total: int, budget: float, data_dir: Path) -> tuple[int, float]:
@@ -94,47 +115,62 @@ async def capture_until(owner: str, total: int, budget: float, data_dir: Path) -
     return store.newest_id, took
 
 
+async def capture_live(
+    owner: str, containers: int, per_container: int, writer: str, budget: float, data_dir: Path, ids: list[str]
+) -> tuple[int, float]:
+    """Capture running before the printers start → (stored, seconds from their start)."""
+    task = asyncio.create_task(capture_until(owner, containers * per_container, budget, data_dir))
+    await asyncio.sleep(0.5)  # capture is up before the first line is written
+    began = time.monotonic()
+    ids.extend(await asyncio.to_thread(start_printers, owner, containers, per_container, writer))
+    stored, _ = await task
+    return stored, time.monotonic() - began
+
+
 def bench_ingest(containers: int, per_container: int, budget: float) -> None:
     total = containers * per_container
-    owner = uuid.uuid4().hex
-    ids: list[str] = []
-    work = Path(tempfile.mkdtemp(prefix="dkos-bench-logs-"))
-    try:
-
-        async def live() -> tuple[int, float]:
-            task = asyncio.create_task(capture_until(owner, total, budget, work / "live"))
-            await asyncio.sleep(0.5)  # capture is up before the first line is written
-            began = time.monotonic()
-            ids.extend(await asyncio.to_thread(start_printers, owner, containers, per_container))
-            stored, _ = await task
-            return stored, time.monotonic() - began
-
-        (work / "live").mkdir()
-        stored_live, took_live = asyncio.run(live())
-        for cid in ids:
-            docker("wait", cid)
-        (work / "backlog").mkdir()
-        stored_backlog, took_backlog = asyncio.run(capture_until(owner, total, budget, work / "backlog"))
-        began = time.monotonic()
-        for cid in ids:
-            subprocess.run(
-                ["docker", "logs", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=300
-            )
-        took_ref = time.monotonic() - began
-    finally:
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
-        shutil.rmtree(work, ignore_errors=True)
-    live_rate = stored_live / took_live
-    backlog_rate = stored_backlog / took_backlog
-    ref_rate = total / took_ref
     print(f"ingest: {containers} containers × {per_container:,} lines")
-    print(
-        f"  dkos live     {stored_live:>10,} lines in {took_live:6.2f} s = {live_rate:>9,.0f} lines/s (goal ≥ 50,000)"
-    )
-    print(f"  dkos backlog  {stored_backlog:>10,} lines in {took_backlog:6.2f} s = {backlog_rate:>9,.0f} lines/s")
-    print(f"  docker logs   {total:>10,} lines in {took_ref:6.2f} s = {ref_rate:>9,.0f} lines/s (reference)")
-    print(f"  ratio live/reference {live_rate / ref_rate:.2f}, backlog/reference {backlog_rate / ref_rate:.2f}")
+    for writer in WRITERS:
+        alone = total / engine_alone(containers, per_container, writer)
+        owner = uuid.uuid4().hex
+        ids: list[str] = []
+        work = Path(tempfile.mkdtemp(prefix="dkos-bench-logs-"))
+        try:
+            (work / "live").mkdir()
+            stored_live, took_live = asyncio.run(
+                capture_live(owner, containers, per_container, writer, budget, work / "live", ids)
+            )
+            for cid in ids:
+                docker("wait", cid)
+            (work / "backlog").mkdir()
+            stored_backlog, took_backlog = asyncio.run(capture_until(owner, total, budget, work / "backlog"))
+            began = time.monotonic()
+            for cid in ids:
+                subprocess.run(
+                    ["docker", "logs", cid],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    check=True,
+                    timeout=300,
+                )
+            took_ref = time.monotonic() - began
+        finally:
+            if ids:
+                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+            shutil.rmtree(work, ignore_errors=True)
+        live_rate = stored_live / took_live
+        backlog_rate = stored_backlog / took_backlog
+        ref_rate = total / took_ref
+        print(f"  writer: {writer}")
+        print(f"    engine alone  {alone:>9,.0f} lines/s (reference: the same containers, nothing capturing)")
+        print(
+            f"    dkos live     {live_rate:>9,.0f} lines/s ({stored_live:,} stored in {took_live:.2f} s; goal ≥ 50,000)"
+        )
+        print(f"    dkos backlog  {backlog_rate:>9,.0f} lines/s ({stored_backlog:,} stored in {took_backlog:.2f} s)")
+        print(f"    docker logs   {ref_rate:>9,.0f} lines/s (reference: read back into /dev/null)")
+        print(
+            f"    ratios: live/engine alone {live_rate / alone:.2f}, backlog/docker logs {backlog_rate / ref_rate:.2f}"
+        )
 
 
 # --- 2. search -------------------------------------------------------------------------------
@@ -243,12 +279,16 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def _read_latencies(process: subprocess.Popen[str], parse: object, until: float, into: list[float]) -> None:
+def _read_latencies(
+    process: subprocess.Popen[str], parse: object, since_ns: list[int], until: float, into: list[float]
+) -> None:
+    """Latencies of the lines written from `since_ns[0]` on. Reading starts at once: lines
+    left in the pipe while both followers connect would count their wait as latency."""
     assert process.stdout is not None
     for raw in process.stdout:
         arrived = time.time_ns()
         ts = parse(raw)  # type: ignore[operator]
-        if ts is not None:
+        if ts is not None and ts >= since_ns[0]:
             into.append((arrived - ts) / 1e6)
         if time.monotonic() > until:
             return
@@ -289,16 +329,18 @@ def bench_follow(seconds: float) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
         processes += [dkos, ref]
-        time.sleep(1.5)  # both connected
-        until = time.monotonic() + seconds
+        since_ns = [time.time_ns() + 10**12]  # set below, once both are connected
+        until = time.monotonic() + 1.5 + seconds
         ours: list[float] = []
         theirs: list[float] = []
         readers = [
-            threading.Thread(target=_read_latencies, args=(dkos, _dkos_ts, until, ours), daemon=True),
-            threading.Thread(target=_read_latencies, args=(ref, _docker_ts, until, theirs), daemon=True),
+            threading.Thread(target=_read_latencies, args=(dkos, _dkos_ts, since_ns, until, ours), daemon=True),
+            threading.Thread(target=_read_latencies, args=(ref, _docker_ts, since_ns, until, theirs), daemon=True),
         ]
         for reader in readers:
             reader.start()
+        time.sleep(1.5)  # both connected
+        since_ns[0] = time.time_ns()
         for reader in readers:
             reader.join(timeout=seconds + 10)
         print(f"follow: a line every 20 ms for {seconds:g} s")
