@@ -3,6 +3,7 @@ API and the CLI, kept across a SIGKILL of the server, trimmed by the caps, follo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -15,6 +16,12 @@ from typing import Any
 
 import pytest
 from dkos_server import DkosServer, docker, wait_until
+
+from dkos.core.settings import Settings
+from dkos.engines.docker import DockerEngine
+from dkos.logs import caps
+from dkos.logs.capture import Capture
+from dkos.logs.store import LogStore, Query
 
 pytestmark = pytest.mark.docker
 
@@ -424,3 +431,26 @@ def test_an_over_long_line_is_stored_in_marked_pieces_and_binary_junk_escaped(se
     assert junk["text"] == "junk \ufffd\\x01 end" and junk["escaped"] is True
     shown = server.cli("logs", "odd", "--grep", "junk")
     assert shown.returncode == 0 and "\\x01 end" in shown.stdout
+
+
+async def test_a_container_found_before_it_starts_is_captured_once_it_runs(tmp_path: Path) -> None:
+    # Discovery lists created containers too: one seen in the moment between the engine's
+    # create and start must not be taken for one that already ran and ended.
+    owner = f"logtest-{time.time_ns()}"
+    labels = [f"--label=dkos.{key}={value}" for key, value in {"owner": owner, "project": "p", "app": "late"}.items()]
+    cid = docker("create", *labels, "dkos-demo:1", "sh", "-c", "echo one; echo two").strip()
+    store = LogStore(tmp_path / "logs.db", limits=caps.Caps(total_bytes=1 << 30, app_bytes=1 << 30, max_age=None))
+    engine = DockerEngine()
+    try:
+        settings = Settings(data_dir=tmp_path, logs_discover_interval=0.2)
+        async with Capture(store, engine, owner=owner, settings=settings):
+            await asyncio.sleep(1.0)  # found, and looked at, while created
+            docker("start", cid)
+            deadline = time.monotonic() + 20
+            while store.newest_id < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        assert [line.text for line in await store.read(Query(project="p", app="late"))] == ["one", "two"]
+    finally:
+        docker("rm", "-f", cid)
+        await engine.close()
+        await store.close()

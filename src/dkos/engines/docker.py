@@ -434,16 +434,7 @@ class DockerEngine:
     async def _stopped(self, container_id: str) -> None:
         """Returns when the container is not running (or is gone)."""
         async with self._call(f"wait for container {container_id}") as docker:
-            try:
-                await docker._query_json(
-                    f"containers/{container_id}/wait",
-                    "POST",
-                    params={"condition": "not-running"},
-                    timeout=self._stream_timeout(),
-                )
-            except DockerError as exc:
-                if exc.status != 404:
-                    raise
+            await self._wait_not_running(docker, container_id)
 
     async def _follow_endpoint(
         self, container_id: str, *, follow: bool, since_ns: int | None

@@ -165,10 +165,11 @@ class Capture:
             try:
                 await self._read(cid, project, app, instance, version)
                 status = await self.engine.inspect(cid)
-                if status is None or status.state is not ContainerState.RUNNING:
+                if status is None or status.state is ContainerState.EXITED:
                     self._finish(cid)
                     return
-                # The stream ended while the container runs: the engine closed it; reopen.
+                # The stream ended while the container runs (the engine closed it), or before
+                # it started (found between the engine's create and start): look again.
             except asyncio.CancelledError:
                 raise
             except EngineUnavailable as exc:
@@ -301,6 +302,12 @@ class Capture:
         if status is None or status.labels.get(base.LABEL_OWNER) != self.owner:
             return
         if self._positions.get(status.id, Position()).done:
+            return
+        if status.state is ContainerState.CREATED:
+            # Never started, so it wrote nothing; its follower would wait for it to start.
+            task = self._followers.pop(status.id, None)
+            if task is not None:
+                task.cancel()
             return
         if status.state is ContainerState.RUNNING:
             with contextlib.suppress(EngineError):
