@@ -454,3 +454,35 @@ async def test_a_container_found_before_it_starts_is_captured_once_it_runs(tmp_p
         docker("rm", "-f", cid)
         await engine.close()
         await store.close()
+
+
+async def test_reading_a_long_backlog_leaves_the_event_loop_free(tmp_path: Path) -> None:
+    # Capture shares the server's event loop with the API and the health checks: 300,000
+    # lines already written must be read a chunk at a time, not in one go.
+    owner = f"logtest-{time.time_ns()}"
+    labels = [f"--label=dkos.{key}={value}" for key, value in {"owner": owner, "project": "p", "app": "big"}.items()]
+    cid = docker("run", "-d", *labels, "dkos-demo:1", "sh", "-c", "seq 300000 | sed 's/^/backlog line /'")
+    docker("wait", cid)
+    store = LogStore(tmp_path / "logs.db", limits=caps.Caps(total_bytes=1 << 30, app_bytes=1 << 30, max_age=None))
+    engine = DockerEngine()
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            began = time.monotonic()
+            await asyncio.sleep(0.01)
+            lags.append(time.monotonic() - began - 0.01)
+
+    try:
+        async with Capture(store, engine, owner=owner, settings=Settings(data_dir=tmp_path)):
+            ticking = asyncio.create_task(ticker())
+            deadline = time.monotonic() + 120
+            while store.newest_id < 300_000 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            ticking.cancel()
+        assert store.newest_id == 300_000
+        assert max(lags) < 0.3, f"the event loop was held for {max(lags):.2f} s"
+    finally:
+        docker("rm", "-f", cid)
+        await engine.close()
+        await store.close()

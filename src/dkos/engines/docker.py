@@ -418,6 +418,9 @@ class DockerEngine:
                 if lines:
                     yield lines
                     delay = _LOG_POLL[0]
+                    # A long backlog is read a chunk at a time with the event loop let go in
+                    # between: the API and the health checks share it.
+                    await asyncio.sleep(0)
                     continue
                 if stopped is None or done:
                     break

@@ -43,7 +43,8 @@ _PARTIAL = operator.itemgetter(3)
 _HEAD = b'{"log":"'
 _STREAM_KEY = b'","stream":"'
 _TIME_KEY = b'","time":"'
-_READ_SIZE = 1 << 20
+_READ_SIZE = 1 << 18
+"""Bytes read at a time: about 2,500 lines, parsed in about 8 ms of the event loop."""
 _MAX_ROTATED = 100
 """Rotated files looked for: json-file's max-file is a small number."""
 
@@ -188,7 +189,7 @@ class JsonFileTail:
         self._file, *self._queue = files[start:]
         self._identity = _identity(current) if not self._queue else None
 
-    def read(self, max_lines: int = 50_000) -> list[LogLine]:
+    def read(self, max_lines: int = 2_000) -> list[LogLine]:
         """The lines written since the last read, up to about `max_lines`."""
         lines: list[LogLine] = []
         while self._file is not None and len(lines) < max_lines:
