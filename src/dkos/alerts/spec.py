@@ -39,10 +39,28 @@ def check_name(value: str) -> str:
     return value
 
 
-class AlarmSpec(_Strict):
+class NamedAlarm(_Strict):
+    """What every alarm form has: metric alarms (`AlarmSpec`) and log keyword alarms
+    (`logs.keyword_spec.LogAlarmSpec`) share one namespace, channels and realert."""
+
+    name: str = Field(description="Letters and digits, no spaces; unique in the project among all alarms.")
+    channels: list[str] = Field(default_factory=list, description="Channels notified on every transition.")
+    repeat_interval: float = Field(
+        14_400,
+        ge=0,
+        le=604_800,
+        description="Realert: seconds between repeated notifications while in ALARM (0: never).",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value)
+
+
+class AlarmSpec(NamedAlarm):
     """One alarm as declared in an app spec (`alarms:`), or the body of `POST /v1/alarms` without its scope."""
 
-    name: str = Field(description="Letters and digits, no spaces; unique in the project.")
     metric: str = Field(
         description="cpu_percent, memory_percent, request_rate, error_rate, response_time, or a stored metric name."
     )
@@ -54,15 +72,6 @@ class AlarmSpec(_Strict):
     evaluation_periods: int = Field(1, ge=1, le=100, description="N: the datapoints judged.")
     datapoints_to_alarm: int | None = Field(None, ge=1, le=100, description="M: breaching ones needed (default N).")
     missing: MissingData = MissingData.MISSING
-    channels: list[str] = Field(default_factory=list, description="Channels notified on every transition.")
-    repeat_interval: float = Field(
-        14_400, ge=0, le=604_800, description="Seconds between repeated notifications while in ALARM (0: never)."
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_name(value)
 
     @field_validator("metric")
     @classmethod

@@ -12,33 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from dkos.alerts.model import Comparison, MissingData
-from dkos.alerts.spec import check_name
+from dkos.alerts.spec import NamedAlarm
 
 
-class LogAlarmSpec(BaseModel):
+class LogAlarmSpec(NamedAlarm):
     """Fire when at least `threshold` lines matching `query` were written within `window` seconds."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(description="Letters and digits, no spaces; unique in the project among all alarms.")
     query: str = Field(min_length=1, max_length=1000, description="FTS5 search, as `dkos logs --grep`: `OutOfMemory`.")
     threshold: int = Field(ge=1, le=10_000_000, description="N: matching lines needed within the window.")
     window: int = Field(ge=1, le=86_400, description="W: seconds the lines are counted over.")
-    channels: list[str] = Field(default_factory=list, description="Channels notified on every transition.")
-    repeat_interval: float = Field(
-        14_400,
-        ge=0,
-        le=604_800,
-        description="Realert: seconds between repeated notifications while in ALARM (0: never).",
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_name(value)
 
     @field_validator("query")
     @classmethod
