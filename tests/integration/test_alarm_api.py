@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,27 @@ def test_the_cli_creates_lists_shows_and_deletes_alarms_policies_and_channels(se
     ok("alarms", "delete", "cpuhigh")
     ok("channels", "delete", "ops")
     assert [a["name"] for a in json.loads(ok("alarms", "list", "-o", "json"))] == ["cpulow"]
+
+
+def test_an_alarm_whose_metric_stops_is_judged_while_other_metrics_keep_arriving(tmp_path: Path) -> None:
+    env = {"DKOS_ALARM_MIN_PERIOD": "1", "DKOS_ALARM_RESYNC_INTERVAL": "1", "DKOS_LB_ENABLED": "false"}
+    server = DkosServer(tmp_path / "data", env=env).start()
+
+    def put(metric: str, value: float) -> None:
+        point = {"metric": metric, "timestamp": int(time.time() * 1000), "value": value, "tags": {"host": "a"}}
+        assert server.post("/api/put", json=point).status_code == 204
+
+    def state_while_orders_arrive() -> str:
+        put("shop.orders", 1)  # another metric all the time: the engine is never left idle
+        return str(server.get("/v1/alarms/queue-silent").json()["state"])
+
+    try:
+        alarm = {"name": "queue-silent", "metric": "shop.queue", "threshold": 100, "period": 1, "missing": "breaching"}
+        assert server.post("/v1/alarms", json=alarm).status_code == 201
+        put("shop.queue", 5)
+        wait_until(lambda: state_while_orders_arrive() == "OK", timeout=10, interval=0.2, what="a judgement of OK")
+        # shop.queue says nothing more: its missing datapoints breach.
+        wait_until(lambda: state_while_orders_arrive() == "ALARM", timeout=15, interval=0.2,
+                   what="the silent metric to breach by its missing data")  # fmt: skip
+    finally:
+        server.cleanup()

@@ -4,16 +4,15 @@ Flow: the metrics store calls `_heard` after every put (quick: it only marks the
 that changed and wakes the loop); the loop evaluates the alarms reading those metrics
 (`metric_source.fetch` → `evaluate.compute_evaluation`), then hands each evaluation to
 `observe`, which runs the state machine (`transitions.compute_step`), stores the status
-and history in one transaction, and queues notifications. A resync every
-`alarm_resync_interval` seconds evaluates every alarm, so missing data is noticed even
-when nothing arrives. Whoever listens with `on_evaluated` (the autoscaler) is told which
+and history in one transaction, and queues notifications. Every `alarm_resync_interval`
+seconds a pass evaluates every alarm, so missing data is noticed even while other metrics
+keep arriving. Whoever listens with `on_evaluated` (the autoscaler) is told which
 apps' alarms were just evaluated.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from dkos.alerts.spec import AlarmIn, ChannelIn, check_period
 from dkos.alerts.store import AlarmRecord, AlarmStore, Origin
 from dkos.alerts.transitions import NotificationReason, Step, compute_step
 from dkos.apps.store import AppStore
+from dkos.core import passes
 from dkos.core.errors import NotFound
 from dkos.core.settings import Settings
 from dkos.metrics.store import DataPoint
@@ -60,24 +60,22 @@ class Alarms:
         host, port = settings.host_port
         self.external_url = f"http://{host}:{port}"
         self._dirty: set[str] = set()
-        self._everything = True
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._full_due = 0.0
+        """Monotonic time the next evaluation of every alarm is due (0: at the next pass)."""
+        self._last_prune = 0.0
+        self._passes = passes.RepeatedPass("alarm evaluation", self._pass, interval=settings.alarm_resync_interval)
         self._evaluated: list[Callable[[set[tuple[str, str | None]]], None]] = []
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
         self._metrics.listen(self._heard)
-        self._task = asyncio.create_task(self._loop(), name="alarms")
+        await self._passes.__aenter__()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._passes.__aexit__(exc_type, exc, tb)
 
     def on_evaluated(self, callback: Callable[[set[tuple[str, str | None]]], None]) -> None:
         """Call `callback` with the (project, app) pairs whose alarms were just evaluated."""
@@ -87,28 +85,21 @@ class Alarms:
 
     def _heard(self, points: Sequence[DataPoint]) -> None:
         self._dirty.update({p.metric for p in points})
-        self._wake.set()
+        self._passes.wake()
 
-    async def _loop(self) -> None:
-        last_prune = 0.0
-        while True:
-            woke = True
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.alarm_resync_interval)
-            except TimeoutError:
-                woke = False
-            self._wake.clear()
-            metrics, everything = self._dirty, self._everything or not woke
-            self._dirty, self._everything = set(), False
-            try:
-                await self.evaluate(metrics=None if everything else metrics, now=time.time())
-                if time.time() - last_prune > 3600:
-                    last_prune = time.time()
-                    await self.store.prune_history(before=last_prune - self._settings.alarm_history_retention)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("alarm evaluation failed; trying again with the next data")
+    async def _pass(self) -> None:
+        """The alarms reading the metrics that changed; every alarm once per resync interval,
+        due by the clock rather than by a quiet spell, so an alarm whose metric stopped
+        arriving is judged while other metrics keep coming."""
+        now = time.monotonic()
+        everything = now >= self._full_due
+        if everything:
+            self._full_due = now + self._settings.alarm_resync_interval
+        metrics, self._dirty = self._dirty, set()
+        await self.evaluate(metrics=None if everything else metrics, now=time.time())
+        if time.time() - self._last_prune > 3600:
+            self._last_prune = time.time()
+            await self.store.prune_history(before=self._last_prune - self._settings.alarm_history_retention)
 
     async def evaluate(self, *, metrics: set[str] | None, now: float) -> None:
         """Evaluate the metric alarms reading any of `metrics` (every metric alarm when None)."""
@@ -209,8 +200,8 @@ class Alarms:
             origin=origin,
             replace=origin is Origin.SPEC,
         )
-        self._wake.set()
-        self._everything = True
+        self._full_due = 0.0
+        self._passes.wake()
         return alarm
 
     async def _check_scope(self, project: str, app: str | None) -> None:
