@@ -16,7 +16,7 @@ from typing import Annotated, Any, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dkos.alerts.spec import AlarmSpec
+from dkos.alerts.spec import AlarmSpec, NamedAlarm
 from dkos.autoscale.spec import PolicySpec
 from dkos.core.errors import FieldProblem, InvalidInput
 from dkos.logs.keyword_spec import LogAlarmSpec
@@ -249,7 +249,7 @@ class AppSpec(_Strict):
             raise ValueError("scaling_policies: names must be unique")
         return self
 
-    def declared_alarms(self) -> list[tuple[str, AlarmSpec | LogAlarmSpec]]:
+    def declared_alarms(self) -> list[tuple[str, NamedAlarm]]:
         """Every declared alarm, metric ones first, with where it sits in the spec (`log_alarms.0`)."""
         return [(f"alarms.{i}", a) for i, a in enumerate(self.alarms)] + [
             (f"log_alarms.{i}", a) for i, a in enumerate(self.log_alarms)
